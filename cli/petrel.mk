@@ -1,0 +1,1 @@
+# cli/petrel.mk: build lines for petrel (see the module's header).

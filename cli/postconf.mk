@@ -1,0 +1,1 @@
+# cli/postconf.mk: build lines for postconf (see the module's header).

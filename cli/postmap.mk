@@ -1,0 +1,1 @@
+# cli/postmap.mk: build lines for postmap (see the module's header).

@@ -1,0 +1,1 @@
+# cli/postqueue.mk: build lines for postqueue (see the module's header).

@@ -1,0 +1,1 @@
+# lib/mail/addr.mk: build lines for addr (see the module's header).

@@ -1,0 +1,1 @@
+# lib/server/server.mk: build lines for server (see the module's header).

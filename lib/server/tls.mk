@@ -1,0 +1,1 @@
+# lib/server/tls.mk: build lines for tls (see the module's header).

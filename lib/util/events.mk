@@ -1,0 +1,1 @@
+# lib/util/events.mk: build lines for events (see the module's header).

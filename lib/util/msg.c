@@ -1,0 +1,223 @@
+/* msg.c: logging in Postfix's line format; see msg.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/msg.h"
+
+/* A log line is capped: client text is escaped and capped before it gets
+ * here, so only a bug makes a longer one, and it is cut, not split. */
+#define MSG_LINE_MAX 4096
+
+int msg_verbose;
+
+static char msg_program_name[64] = "petrel";
+static char msg_syslog_name[64] = "postfix";
+static enum msg_target msg_target = MSG_TARGET_STDERR;
+static int msg_file_fd = -1;
+static bool msg_copy_stderr;
+static bool msg_syslog_open;
+static void (*msg_cleanup)(void);
+
+static void copy_name(char *dst, size_t size, const char *src)
+{
+	snprintf(dst, size, "%s", src);
+}
+
+void msg_init(const char *program)
+{
+	const char *slash = strrchr(program, '/');
+	copy_name(msg_program_name, sizeof(msg_program_name), slash ? slash + 1 : program);
+}
+
+void msg_set_syslog_name(const char *name)
+{
+	copy_name(msg_syslog_name, sizeof(msg_syslog_name), name);
+	if (msg_syslog_open) {
+		closelog();
+		msg_syslog_open = false;
+	}
+}
+
+const char *msg_program(void)
+{
+	return msg_program_name;
+}
+
+void msg_set_target(enum msg_target target)
+{
+	msg_target = target;
+}
+
+bool msg_set_file(const char *path, const char **error_r)
+{
+	static char error[256];
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		snprintf(error, sizeof(error), "open(%s) failed: %s", path, strerror(errno));
+		*error_r = error;
+		return false;
+	}
+	if (msg_file_fd >= 0)
+		close(msg_file_fd);
+	msg_file_fd = fd;
+	msg_target = MSG_TARGET_FILE;
+	return true;
+}
+
+void msg_also_stderr(bool on)
+{
+	msg_copy_stderr = on;
+}
+
+void msg_set_cleanup(void (*cleanup)(void))
+{
+	msg_cleanup = cleanup;
+}
+
+/* write_all: one line, retried on EINTR; a log failure is not reported
+ * (there is nowhere to report it). */
+static void write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* syslog_prefix: "Nov 22 21:32:00 host postfix/smtpd[123]: ". */
+static size_t syslog_prefix(char *buf, size_t size)
+{
+	char host[256];
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	size_t n = strftime(buf, size, "%b %e %H:%M:%S ", &tm);
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	char *dot = strchr(host, '.');
+	if (dot != NULL)
+		*dot = '\0';
+	int m = snprintf(buf + n, size - n, "%s %s/%s[%ld]: ", host, msg_syslog_name,
+			 msg_program_name, (long)getpid());
+	return m > 0 && (size_t)m < size - n ? n + (size_t)m : n;
+}
+
+static int syslog_priority(const char *level)
+{
+	if (level == NULL)
+		return LOG_INFO;
+	if (strcmp(level, "warning") == 0)
+		return LOG_WARNING;
+	if (strcmp(level, "error") == 0)
+		return LOG_ERR;
+	if (strcmp(level, "fatal") == 0)
+		return LOG_CRIT;
+	if (strcmp(level, "panic") == 0)
+		return LOG_ALERT;
+	return LOG_DEBUG;
+}
+
+static void msg_emit_syslog(const char *level, const char *text)
+{
+	if (!msg_syslog_open) {
+		static char ident[160];
+		snprintf(ident, sizeof(ident), "%s/%s", msg_syslog_name, msg_program_name);
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		msg_syslog_open = true;
+	}
+	if (level != NULL)
+		syslog(syslog_priority(level), "%s: %s", level, text);
+	else
+		syslog(LOG_INFO, "%s", text);
+}
+
+static void msg_emit(const char *level, const char *fmt, va_list ap)
+{
+	int saved_errno = errno;
+	char text[MSG_LINE_MAX];
+	char line[MSG_LINE_MAX + 512];
+
+	errno = saved_errno;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	if (msg_target == MSG_TARGET_SYSLOG) {
+		msg_emit_syslog(level, text);
+	} else {
+		size_t n;
+		if (msg_target == MSG_TARGET_TTY)
+			n = (size_t)snprintf(line, sizeof(line), "%s: ", msg_program_name);
+		else
+			n = syslog_prefix(line, sizeof(line));
+		int m = snprintf(line + n, sizeof(line) - n, "%s%s%s\n", level ? level : "",
+				 level ? ": " : "", text);
+		size_t len = m > 0 && (size_t)m < sizeof(line) - n ? n + (size_t)m : sizeof(line) - 1;
+		line[len - 1] = '\n';
+		int fd = msg_target == MSG_TARGET_FILE && msg_file_fd >= 0 ? msg_file_fd : STDERR_FILENO;
+		write_all(fd, line, len);
+	}
+	if (msg_copy_stderr && msg_target != MSG_TARGET_STDERR && msg_target != MSG_TARGET_TTY) {
+		int m = snprintf(line, sizeof(line), "%s: %s%s%s\n", msg_program_name,
+				 level ? level : "", level ? ": " : "", text);
+		if (m > 0)
+			write_all(STDERR_FILENO, line, (size_t)m < sizeof(line) ? (size_t)m : sizeof(line) - 1);
+	}
+	errno = saved_errno;
+}
+
+#define MSG_FUNCTION(name, level)                                                                  \
+	void name(const char *fmt, ...)                                                            \
+	{                                                                                          \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		msg_emit(level, fmt, ap);                                                          \
+		va_end(ap);                                                                        \
+	}
+
+MSG_FUNCTION(msg_info, NULL)
+MSG_FUNCTION(msg_warn, "warning")
+MSG_FUNCTION(msg_error, "error")
+
+void msg_debug(const char *fmt, ...)
+{
+	if (msg_verbose <= 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	msg_emit(NULL, fmt, ap);
+	va_end(ap);
+}
+
+void msg_fatal(const char *fmt, ...)
+{
+	static int entered;
+	va_list ap;
+	va_start(ap, fmt);
+	msg_emit("fatal", fmt, ap);
+	va_end(ap);
+	if (entered++ == 0 && msg_cleanup != NULL)
+		msg_cleanup();
+	exit(1);
+}
+
+void msg_panic(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	msg_emit("panic", fmt, ap);
+	va_end(ap);
+	abort();
+}

@@ -1,0 +1,1 @@
+# master/local.mk: build lines for the master daemon.

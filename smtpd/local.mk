@@ -1,0 +1,1 @@
+# smtpd/local.mk: build lines for smtpd.

@@ -1,0 +1,11 @@
+# t/local.mk: unit tests (C, TAP) and end-to-end tests (Python, TAP).
+noinst_LIBRARIES += t/libtap.a
+t_libtap_a_SOURCES = t/tap.c t/tap.h
+
+# C unit tests: one program per module, named t/test-MODULE.
+UNIT_LDADD = $(LIBTAP) $(PETREL_LIBS)
+check_PROGRAMS += t/test-str
+t_test_str_LDADD = $(UNIT_LDADD)
+
+TESTS += $(check_PROGRAMS)
+EXTRA_DIST += t/petrel_test.py
