@@ -4,8 +4,9 @@ t_libtap_a_SOURCES = t/tap.c t/tap.h
 
 # C unit tests: one program per module, named t/test-MODULE.
 UNIT_LDADD = $(LIBTAP) $(PETREL_LIBS)
+UNIT_TESTS += t/test-str
 check_PROGRAMS += t/test-str
 t_test_str_LDADD = $(UNIT_LDADD)
 
-TESTS += $(check_PROGRAMS)
+TESTS += $(UNIT_TESTS) $(E2E_TESTS)
 EXTRA_DIST += t/petrel_test.py
