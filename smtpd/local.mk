@@ -1,1 +1,14 @@
-# smtpd/local.mk: build lines for smtpd.
+# smtpd/local.mk: the inbound ESMTP server.
+pkglibexec_PROGRAMS += smtpd/smtpd
+smtpd_smtpd_SOURCES = \
+	smtpd/smtpd.h \
+	smtpd/smtpd.c \
+	smtpd/smtpd_session.c \
+	smtpd/smtpd_cmd.c \
+	smtpd/smtpd_data.c \
+	smtpd/smtpd_check.c \
+	smtpd/smtpd_log.c
+smtpd_smtpd_LDADD = $(PETREL_LIBS)
+
+E2E_TESTS += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py
+EXTRA_DIST += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py t/smtp_raw.py

@@ -1,5 +1,5 @@
 /* tap.c: TAP output for the C unit tests; see tap.h. */
-#include "config.h"
+#include <config.h>
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* test-str.c: unit tests for lib/util/str (growable strings, bounded copies,
  * log escaping). */
-#include "config.h"
+#include <config.h>
 
 #include <string.h>
 

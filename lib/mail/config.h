@@ -86,4 +86,58 @@ void config_foreach_set(config_visit_fn *fn, void *ctx);
 bool config_edit(const char *config_dir, const char *name, const char *value,
 		 const char **error_r);
 
+/* ---- Additions beyond the original interface ---- */
+
+/* Bounds (fail closed): a physical or logical main.cf line, and a value
+ * given to config_override()/config_edit(); names set by main.cf and
+ * overrides together; the size of main.cf; nesting of $name expansion
+ * (a loop such as a = $b, b = $a fails here); one expansion's result. */
+#define CONFIG_LINE_MAX 65536
+#define CONFIG_PARAMS_MAX 10000
+#define CONFIG_FILE_MAX (64 * 1024 * 1024)
+#define CONFIG_EXPAND_DEPTH 20
+#define CONFIG_EXPAND_MAX (1024 * 1024)
+
+/* Lifetimes: before any config_load() or config_load_defaults(), the
+ * getters load the built-in defaults (directory PETREL_SYSCONFDIR), so
+ * library code and tests work without a main.cf. Strings and lists returned
+ * by the getters and config_expand() stay valid until the next
+ * config_load(), config_load_defaults() or config_deinit(), also across
+ * config_override(), which keeps the stale copies until then: call it at
+ * start-up, not per connection. Words of PARAM_VALUES parameters (such as
+ * smtpd_forbid_bare_newline) are accepted in any case: compare them with
+ * str_eq_icase(). */
+
+/* config_default: a table parameter's default as "postconf -d" shows it,
+ * including the computed ones (myhostname, mydomain, config_directory);
+ * NULL for a name not in params.def. */
+const char *config_default(const char *name);
+/* config_validate: would value (expanded against the current table) be a
+ * valid value for name? Always true for names not in params.def. */
+bool config_validate(const char *name, const char *value, const char **error_r);
+/* config_expand_checked: config_expand() that reports a syntax error or a
+ * loop instead of logging it and returning "". */
+bool config_expand_checked(const char *text, const char **result_r, const char **error_r);
+/* config_deinit: free the table (tests, clean exits). */
+void config_deinit(void);
+
+/* The value parsers behind the typed getters. config_parse_number: a
+ * decimal integer, optional '-', nothing else. config_parse_time: digits
+ * plus an optional unit s/m/h/d/w; a bare number is in unit ('s' if 0).
+ * config_parse_bool: yes/no, true/false, 1/0, any case. */
+bool config_parse_number(const char *text, long long *value_r);
+bool config_parse_time(const char *text, char unit, long long *secs_r, const char **error_r);
+bool config_parse_bool(const char *text, bool *value_r);
+/* config_split_list: split text as config_list() does (white space and
+ * commas; a {...} group stays one word, braces included). *words_r is one
+ * allocation, NULL-terminated; free with config_list_free(). Fails on an
+ * unbalanced brace. */
+bool config_split_list(const char *text, char ***words_r, const char **error_r);
+void config_list_free(char ***words);
+
+/* config_remove: delete every definition of name from config_dir/main.cf,
+ * continuation lines included (postconf -X); same durability as
+ * config_edit(). Removing a name that is not there is not an error. */
+bool config_remove(const char *config_dir, const char *name, const char **error_r);
+
 #endif

@@ -1,5 +1,5 @@
 /* alloc.c: allocation that never returns NULL; see alloc.h. */
-#include "config.h"
+#include <config.h>
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -39,20 +39,33 @@ uint64_t event_now_ms(struct event_loop *loop);
 
 /* event_io_add: watch fd for events (EVENT_READ|EVENT_WRITE, or 0 for
  * errors only: a pipe's write end reports EVENT_ERROR when the reader
- * closes). The loop does not own fd. */
+ * closes). The loop does not own fd. A handler watching for EVENT_READ also
+ * gets EVENT_READ with EVENT_ERROR, so its read() sees the EOF or error.
+ * One event_io per fd. */
 struct event_io *event_io_add(struct event_loop *loop, int fd, unsigned events,
 			      event_io_fn *fn, void *ctx);
 void event_io_set(struct event_io *io, unsigned events);
+/* event_io_remove: call before closing fd (epoll tracks the open file,
+ * not the number). An fd whose peer is gone keeps reporting EVENT_ERROR
+ * (level-triggered) until it is removed. */
 void event_io_remove(struct event_io **io);
 
-/* event_timer_add: call fn once after msecs. */
+/* event_timer_add: call fn once after msecs. A timer that has fired stays
+ * allocated (unarmed) until event_timer_remove(), so the owner's pointer
+ * stays valid: reset it to fire again, remove it when done. */
 struct event_timer *event_timer_add(struct event_loop *loop, unsigned msecs,
 				    event_timer_fn *fn, void *ctx);
 /* event_timer_reset: re-arm to fire msecs from now. */
 void event_timer_reset(struct event_timer *timer, unsigned msecs);
 void event_timer_remove(struct event_timer **timer);
+/* event_timer_pending: true while armed and not yet fired. */
+bool event_timer_pending(const struct event_timer *timer);
 
 /* event_signal_add: block signo and deliver it through the loop. */
 void event_signal_add(struct event_loop *loop, int signo, event_signal_fn *fn, void *ctx);
+/* event_signal_unblock: restore the signal mask from before the first
+ * event_signal_add; a child calls it between fork() and exec(), since the
+ * blocked mask is inherited across exec. */
+void event_signal_unblock(struct event_loop *loop);
 
 #endif

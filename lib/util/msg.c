@@ -1,5 +1,5 @@
 /* msg.c: logging in Postfix's line format; see msg.h. */
-#include "config.h"
+#include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>

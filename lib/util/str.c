@@ -1,5 +1,5 @@
 /* str.c: growable byte strings and bounded fixed-buffer helpers; see str.h. */
-#include "config.h"
+#include <config.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +105,7 @@ const char *str_c(const struct str *s)
 char *str_steal(struct str *s)
 {
 	str_reserve(s, 0);
+	s->data[s->len] = '\0';
 	char *p = s->data;
 	str_init(s);
 	return p;

@@ -1,0 +1,581 @@
+/* postmap.c: the postmap command: build, query, list and edit lookup tables.
+ *
+ * SYNOPSIS
+ *	postmap [-fNnoprvw] [-c config_dir] [type:]file ...
+ *	postmap -i [-fNnrvw] [-c config_dir] [type:]file ...
+ *	postmap -q key|- [-fv] [-c config_dir] [type:]table ...
+ *	postmap -d key|- [-fv] [-c config_dir] [type:]file ...
+ *	postmap -s [-v] [-c config_dir] [type:]table
+ * DESCRIPTION
+ *	As Postfix's postmap. Without -i, -q, -d or -s: compile the text file
+ *	"file" (Postfix table syntax, see maps.h) into file.lmdb. Keys are
+ *	folded to lower case unless -f. Of duplicate keys the first wins,
+ *	with a warning; -w drops the warning, -r makes the last one win.
+ *	-N (default) stores keys and values with a trailing NUL as Postfix
+ *	does, -n without; lookups accept both.
+ *	-i adds "key value" lines read from standard input to the table.
+ *	-q key prints the value from the first table that has key (exit 0;
+ *	1 if none has it); -q - reads keys from standard input and prints
+ *	"key<TAB>value" for each one found. -d key deletes key from every
+ *	table (exit 1 if no table had it); -d - reads the keys from standard
+ *	input. -s prints every "key<TAB>value" of the first table.
+ *	A name without "type:" has the type default_database_type (lmdb);
+ *	hash: and btree: are lmdb. -q and -s work on every table type of
+ *	maps.h, building and editing only on lmdb.
+ *	-c names the configuration directory (default: $MAIL_CONFIG, else the
+ *	compiled-in one; a missing main.cf there means the defaults).
+ *	-o, -p, -u, -U are accepted as in Postfix; -b, -h, -m, -F, -j are not
+ *	supported.
+ * SECURITY
+ *	A table is never changed in place: the new version is written to
+ *	file.lmdb.tmp (locked against other postmap runs, refused when it is
+ *	a symlink or has other links), synced, and renamed over file.lmdb, so
+ *	a daemon never reads a half-written table. Run as root on a source
+ *	file owned by another user, postmap works with that user's effective
+ *	IDs (unless -o), so the result has that owner and root writes nothing
+ *	into a directory on that user's behalf. The new file gets the source
+ *	file's group/other read bits (unless -p); an update (-i, -d) keeps
+ *	the old file's mode and owner.
+ * DIAGNOSTICS
+ *	"postmap: warning: ..." and "postmap: fatal: ..." on stderr; exit 1
+ *	after a fatal error. */
+#include <config.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mail/config.h"
+#include "mail/dict_lmdb.h"
+#include "mail/maps.h"
+#include "util/alloc.h"
+#include "util/msg.h"
+#include "util/str.h"
+
+/* The most postmap reads from standard input (kept for a map restart). */
+#define POSTMAP_STDIN_MAX ((size_t)1 << 30)
+
+enum postmap_mode {
+	POSTMAP_BUILD,
+	POSTMAP_INCR,
+	POSTMAP_QUERY,
+	POSTMAP_DELETE,
+	POSTMAP_SEQ,
+};
+
+enum postmap_dup {
+	POSTMAP_DUP_WARN,
+	POSTMAP_DUP_IGNORE,
+	POSTMAP_DUP_REPLACE,
+};
+
+struct postmap_opts {
+	enum postmap_mode mode;
+	bool mode_set;
+	const char *key; /* -q, -d */
+	const char *config_dir;
+	bool fold, nul, as_owner, save_perm;
+	enum postmap_dup dup;
+	const char *default_type;
+};
+
+/* One run of a table build: the writer and what to warn about. */
+struct postmap_build {
+	const struct postmap_opts *opts;
+	struct dict_lmdb_writer *w;
+	const char *source; /* for messages */
+	const char *error;
+};
+
+/* postmap_usage: the synopsis, as Postfix prints it; exits. */
+static void ATTR_NORETURN postmap_usage(void)
+{
+	msg_fatal("usage: postmap [-finNoprsvw] [-c config_dir] [-d key] [-q key] "
+		  "[map_type:]file...");
+}
+
+/* postmap_set_mode: only one of -d -i -q -s, as Postfix requires. */
+static void postmap_set_mode(struct postmap_opts *o, enum postmap_mode mode, const char *key)
+{
+	if (o->mode_set)
+		msg_fatal("specify only one of -d -i -q or -s");
+	o->mode_set = true;
+	o->mode = mode;
+	o->key = key;
+}
+
+/* postmap_options: parse the command line; returns the first table. */
+static int postmap_options(int argc, char **argv, struct postmap_opts *o)
+{
+	int c;
+
+	while ((c = getopt(argc, argv, "bc:d:fFhijmnNopq:rsuUvw")) != -1) {
+		switch (c) {
+		case 'c':
+			o->config_dir = optarg;
+			break;
+		case 'd':
+			postmap_set_mode(o, POSTMAP_DELETE, optarg);
+			break;
+		case 'f':
+			o->fold = false;
+			break;
+		case 'i':
+			postmap_set_mode(o, POSTMAP_INCR, NULL);
+			break;
+		case 'n':
+			o->nul = false;
+			break;
+		case 'N':
+			o->nul = true;
+			break;
+		case 'o':
+			o->as_owner = false;
+			break;
+		case 'p':
+			o->save_perm = false;
+			break;
+		case 'q':
+			postmap_set_mode(o, POSTMAP_QUERY, optarg);
+			break;
+		case 'r':
+			o->dup = POSTMAP_DUP_REPLACE;
+			break;
+		case 's':
+			postmap_set_mode(o, POSTMAP_SEQ, NULL);
+			break;
+		case 'u':
+		case 'U':
+			break; /* SMTPUTF8 switches: keys are bytes here */
+		case 'v':
+			msg_verbose++;
+			break;
+		case 'w':
+			o->dup = POSTMAP_DUP_IGNORE;
+			break;
+		case 'b':
+		case 'F':
+		case 'h':
+		case 'j':
+		case 'm':
+			msg_fatal("option -%c is not supported", c);
+		default:
+			postmap_usage();
+		}
+	}
+	if (optind >= argc)
+		postmap_usage();
+	return optind;
+}
+
+/* postmap_config: main.cf for default_database_type. */
+static void postmap_config(struct postmap_opts *o)
+{
+	const char *dir = o->config_dir, *error, *type;
+	bool explicit = dir != NULL;
+	struct str path = STR_INIT;
+
+	if (dir == NULL && (dir = getenv("MAIL_CONFIG")) != NULL && *dir != '\0')
+		explicit = true;
+	if (dir == NULL || *dir == '\0')
+		dir = PETREL_SYSCONFDIR;
+	str_printf(&path, "%s/main.cf", dir);
+	if (!explicit && access(str_c(&path), F_OK) < 0)
+		config_load_defaults(dir);
+	else if (!config_load(dir, false, &error))
+		msg_fatal("%s", error);
+	str_deinit(&path);
+	type = config_param_find("default_database_type") != NULL
+		       ? config_str("default_database_type")
+		       : config_lookup_raw("default_database_type");
+	/* Copied: the table's strings go away at config_deinit(). */
+	static char *type_copy;
+	free(type_copy);
+	type_copy = xstrdup(type != NULL && *type != '\0' ? config_expand(type) : "lmdb");
+	o->default_type = type_copy;
+}
+
+/* postmap_full_name: "type:name", with the default type for a bare name. */
+static char *postmap_full_name(const struct postmap_opts *o, const char *arg)
+{
+	struct str name = STR_INIT;
+	const char *colon = strchr(arg, ':'), *slash = strchr(arg, '/');
+
+	/* "/a:b/file" is a bare path whose directory has a colon. */
+	if (colon != NULL && (slash == NULL || colon < slash))
+		str_append(&name, arg);
+	else
+		str_printf(&name, "%s:%s", o->default_type, arg);
+	return str_steal(&name);
+}
+
+/* postmap_lmdb_source: the source path of an lmdb-family table, or fatal. */
+static const char *postmap_lmdb_source(const char *name)
+{
+	const char *source = maps_name_lmdb(name);
+
+	if (source == NULL)
+		msg_fatal("table %s: cannot build or change this type (only lmdb:, hash:, btree:)",
+			  name);
+	if (*source == '\0')
+		msg_fatal("table %s: missing file name", name);
+	return source;
+}
+
+/* Root's own groups, saved before the first postmap_run_as(). */
+static gid_t *postmap_root_groups;
+static int postmap_root_ngroups = -1;
+
+/* postmap_run_as: as root, take the effective IDs of a file's owner; with
+ * uid 0, go back to root's own IDs (for the next file). */
+static void postmap_run_as(uid_t uid, gid_t gid)
+{
+	if (postmap_root_ngroups < 0) {
+		int n = getgroups(0, NULL);
+		if (n < 0)
+			msg_fatal("getgroups failed: %m");
+		postmap_root_groups = xcalloc((size_t)n + 1, sizeof(gid_t));
+		if ((postmap_root_ngroups = getgroups(n, postmap_root_groups)) < 0)
+			msg_fatal("getgroups failed: %m");
+	}
+	if (geteuid() != 0 && seteuid(0) < 0)
+		msg_fatal("seteuid(0) failed: %m");
+	if (uid == 0) {
+		if (setgroups((size_t)postmap_root_ngroups, postmap_root_groups) < 0 ||
+		    setegid(getgid()) < 0)
+			msg_fatal("cannot restore root's groups: %m");
+		return;
+	}
+	if (setgroups(1, &gid) < 0 || setegid(gid) < 0 || seteuid(uid) < 0)
+		msg_fatal("cannot run as uid %lu gid %lu: %m", (unsigned long)uid,
+			  (unsigned long)gid);
+}
+
+/* postmap_put: maps_text_read() callback: one entry into the writer. */
+static int postmap_put(const char *key, const char *value, unsigned int lineno, void *ctx)
+{
+	struct postmap_build *b = ctx;
+	int ret = dict_lmdb_writer_put(b->w, key, value, b->opts->dup == POSTMAP_DUP_REPLACE,
+				       &b->error);
+
+	if (ret == 0 && b->opts->dup == POSTMAP_DUP_WARN)
+		msg_warn("%s, line %u: duplicate entry: \"%s\"", b->source, lineno, key);
+	return ret < 0 ? ret : 0;
+}
+
+/* postmap_load: feed fp to the writer until it fits and is committed. A
+ * restart (the map outgrew its generous first size) replays the input. */
+static void postmap_load(struct postmap_build *b, FILE *fp, size_t size_hint)
+{
+	const char *error = NULL;
+	int ret;
+
+	do {
+		if (dict_lmdb_writer_start(b->w, size_hint, &error) < 0)
+			msg_fatal("%s", error);
+		if (fseek(fp, 0, SEEK_SET) < 0)
+			msg_fatal("seek %s: %m", b->source);
+		b->error = NULL;
+		ret = maps_text_read(fp, b->source, b->opts->fold, postmap_put, b, &error);
+		if (ret < 0 && b->error != NULL)
+			error = b->error;
+		if (ret == 0)
+			ret = dict_lmdb_writer_commit(b->w, &error);
+	} while (ret == DICT_LMDB_RESTART);
+	if (ret < 0)
+		msg_fatal("%s", error);
+}
+
+/* postmap_db_path: file.lmdb for source file. */
+static char *postmap_db_path(const char *source)
+{
+	struct str db = STR_INIT;
+	str_printf(&db, "%s%s", source, DICT_LMDB_SUFFIX);
+	return str_steal(&db);
+}
+
+/* postmap_build: compile a source file into its .lmdb (default mode). */
+static void postmap_build(const struct postmap_opts *o, const char *name)
+{
+	const char *source = postmap_lmdb_source(name), *error;
+	struct postmap_build b = { o, NULL, source, NULL };
+	struct stat st;
+	mode_t mode = 0644;
+	FILE *fp;
+
+	if (getuid() == 0 && geteuid() != 0)
+		postmap_run_as(0, 0); /* back from the previous file's owner */
+	if ((fp = fopen(source, "re")) == NULL)
+		msg_fatal("open %s: %m", source);
+	if (fstat(fileno(fp), &st) < 0)
+		msg_fatal("fstat %s: %m", source);
+	if (o->save_perm && S_ISREG(st.st_mode))
+		mode &= st.st_mode | 0700; /* no group/other read the source lacks */
+	if (o->as_owner && getuid() == 0 && st.st_uid != 0)
+		postmap_run_as(st.st_uid, st.st_gid);
+	char *db = postmap_db_path(source);
+	b.w = dict_lmdb_writer_create(db, o->nul ? DICT_LMDB_WRITER_NUL : 0, mode, &error);
+	if (b.w == NULL)
+		msg_fatal("%s", error);
+	postmap_load(&b, fp, (size_t)st.st_size);
+	dict_lmdb_writer_free(&b.w);
+	fclose(fp);
+	free(db);
+}
+
+/* postmap_slurp: all of standard input, so that a restart can replay it. */
+static void postmap_slurp(struct str *in)
+{
+	char buf[8192];
+	size_t n;
+
+	while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
+		if (in->len + n > POSTMAP_STDIN_MAX)
+			msg_fatal("stdin: more than %zu bytes", POSTMAP_STDIN_MAX);
+		str_append_n(in, buf, n);
+	}
+	if (ferror(stdin))
+		msg_fatal("read stdin: %m");
+}
+
+/* postmap_incr: -i: add entries from standard input. */
+static void postmap_incr(const struct postmap_opts *o, const char *name, const struct str *in)
+{
+	const char *source = postmap_lmdb_source(name), *error;
+	struct postmap_build b = { o, NULL, "stdin", NULL };
+	char *db = postmap_db_path(source);
+	FILE *fp;
+
+	b.w = dict_lmdb_writer_create(
+		db, DICT_LMDB_WRITER_UPDATE | (o->nul ? DICT_LMDB_WRITER_NUL : 0), 0644, &error);
+	if (b.w == NULL)
+		msg_fatal("%s", error);
+	/* fmemopen() refuses zero bytes. */
+	fp = in->len > 0 ? fmemopen(in->data, in->len, "r") : fopen("/dev/null", "re");
+	if (fp == NULL)
+		msg_fatal("open stdin buffer: %m");
+	postmap_load(&b, fp, in->len);
+	fclose(fp);
+	dict_lmdb_writer_free(&b.w);
+	free(db);
+}
+
+/* postmap_read_keys: "-" as a key: one key per line of standard input. */
+static char **postmap_read_keys(const struct postmap_opts *o, const char *key, size_t *count_r)
+{
+	struct str in = STR_INIT;
+	char **keys;
+	size_t n = 0, cap = 16;
+
+	keys = xcalloc(cap, sizeof(*keys));
+	if (strcmp(key, "-") != 0) {
+		keys[n++] = xstrdup(key);
+	} else {
+		postmap_slurp(&in);
+		str_append(&in, ""); /* in.data is not NULL from here on */
+		for (char *line = in.data, *next; *line != '\0'; line = next) {
+			next = line + strcspn(line, "\n");
+			if (*next != '\0')
+				*next++ = '\0';
+			if (n + 1 >= cap) {
+				cap *= 2;
+				keys = xreallocarray(keys, cap, sizeof(*keys));
+			}
+			keys[n++] = xstrdup(line);
+		}
+		str_deinit(&in);
+	}
+	for (size_t i = 0; i < n && o->fold; i++)
+		maps_fold(keys[i]);
+	keys[n] = NULL;
+	*count_r = n;
+	return keys;
+}
+
+/* postmap_delete_all: delete keys from one table; true if any was there. */
+static bool postmap_delete_all(const struct postmap_opts *o, const char *name, char **keys)
+{
+	const char *source = postmap_lmdb_source(name), *error = NULL;
+	char *db = postmap_db_path(source);
+	struct dict_lmdb_writer *w;
+	bool found;
+	int ret;
+
+	w = dict_lmdb_writer_create(db, DICT_LMDB_WRITER_UPDATE | DICT_LMDB_WRITER_MUST_EXIST,
+				    0644, &error);
+	if (w == NULL)
+		msg_fatal("%s", error);
+	do {
+		found = false;
+		if ((ret = dict_lmdb_writer_start(w, 0, &error)) < 0)
+			break;
+		for (char **k = keys; *k != NULL && ret >= 0; k++) {
+			ret = dict_lmdb_writer_delete(w, *k, &error);
+			found |= ret > 0;
+		}
+		/* Nothing deleted: leave the file as it is. */
+		if (ret >= 0 && found)
+			ret = dict_lmdb_writer_commit(w, &error);
+	} while (ret == DICT_LMDB_RESTART);
+	if (ret < 0)
+		msg_fatal("table %s: delete error: %s", name, error);
+	dict_lmdb_writer_free(&w);
+	free(db);
+	return found;
+}
+
+/* postmap_open: one table for -q and -s; fatal if it cannot be opened. */
+static struct maps *postmap_open(const struct postmap_opts *o, const char *name)
+{
+	const char *names[] = { name, NULL }, *error;
+	struct maps *maps = maps_create_flags(name, names, o->fold ? 0 : MAPS_FLAG_NO_FOLD, &error);
+
+	if (maps == NULL)
+		msg_fatal("%s", error);
+	return maps;
+}
+
+/* postmap_query: -q key: print the first value found. */
+static bool postmap_query(const struct postmap_opts *o, char **names, int count)
+{
+	const char *value, *error;
+
+	for (int i = 0; i < count; i++) {
+		struct maps *maps = postmap_open(o, names[i]);
+		int ret = maps_lookup(maps, o->key, &value, &error);
+		if (ret < 0)
+			msg_fatal("table %s: query error: %s", names[i], error);
+		if (ret > 0)
+			printf("%s\n", value);
+		maps_free(&maps);
+		if (ret > 0)
+			return true;
+	}
+	return false;
+}
+
+/* postmap_queries: -q -: "key<TAB>value" for each key on stdin found. */
+static bool postmap_queries(const struct postmap_opts *o, char **names, int count)
+{
+	struct maps **maps = xcalloc((size_t)count, sizeof(*maps));
+	const char *value, *error;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	bool found = false;
+
+	while ((len = getline(&line, &cap, stdin)) >= 0) {
+		if (len > 0 && line[len - 1] == '\n')
+			line[len - 1] = '\0';
+		for (int i = 0; i < count; i++) {
+			if (maps[i] == NULL)
+				maps[i] = postmap_open(o, names[i]);
+			int ret = maps_lookup(maps[i], line, &value, &error);
+			if (ret < 0)
+				msg_fatal("table %s: query error: %s", names[i], error);
+			if (ret > 0) {
+				printf("%s\t%s\n", line, value);
+				found = true;
+				break;
+			}
+		}
+	}
+	if (ferror(stdin))
+		msg_fatal("read stdin: %m");
+	for (int i = 0; i < count; i++)
+		maps_free(&maps[i]);
+	free(maps);
+	free(line);
+	return found;
+}
+
+/* postmap_print: maps_walk() callback for -s. */
+static int postmap_print(const char *key, const char *value, void *ctx)
+{
+	printf("%s\t%s\n", key, value);
+	return 0;
+}
+
+/* postmap_seq: -s: every entry of the first table. */
+static void postmap_seq(const struct postmap_opts *o, const char *name)
+{
+	struct maps *maps = postmap_open(o, name);
+	const char *error;
+
+	if (maps_walk(maps, postmap_print, NULL, &error) < 0)
+		msg_fatal("table %s: sequence error: %s", name, error);
+	maps_free(&maps);
+}
+
+/* postmap_flush: report a failed write to stdout as a failure. */
+static void postmap_flush(void)
+{
+	if (fflush(stdout) != 0 || ferror(stdout))
+		msg_fatal("write error on stdout: %m");
+}
+
+/* postmap_dispatch: run the mode over the tables; returns the exit status. */
+static int postmap_dispatch(const struct postmap_opts *o, char **names, int count)
+{
+	struct str in = STR_INIT;
+	bool found = false;
+
+	switch (o->mode) {
+	case POSTMAP_BUILD:
+		for (int i = 0; i < count; i++)
+			postmap_build(o, names[i]);
+		return 0;
+	case POSTMAP_INCR:
+		postmap_slurp(&in);
+		for (int i = 0; i < count; i++)
+			postmap_incr(o, names[i], &in);
+		str_deinit(&in);
+		return 0;
+	case POSTMAP_QUERY:
+		found = strcmp(o->key, "-") == 0 ? postmap_queries(o, names, count)
+						 : postmap_query(o, names, count);
+		return found ? 0 : 1;
+	case POSTMAP_DELETE: {
+		size_t nkeys;
+		char **keys = postmap_read_keys(o, o->key, &nkeys);
+		for (int i = 0; i < count; i++)
+			found |= nkeys > 0 && postmap_delete_all(o, names[i], keys);
+		for (size_t k = 0; k < nkeys; k++)
+			free(keys[k]);
+		free(keys);
+		return found ? 0 : 1;
+	}
+	case POSTMAP_SEQ:
+		postmap_seq(o, names[0]);
+		return 0;
+	}
+	msg_panic("postmap_dispatch: bad mode %d", (int)o->mode);
+}
+
+int main(int argc, char **argv)
+{
+	struct postmap_opts o = { .fold = true, .nul = true, .as_owner = true, .save_perm = true };
+	int first, count, status;
+	char **names;
+
+	umask(022);
+	msg_init("postmap");
+	msg_set_target(MSG_TARGET_TTY);
+	first = postmap_options(argc, argv, &o);
+	postmap_config(&o);
+	count = argc - first;
+	names = xcalloc((size_t)count + 1, sizeof(*names));
+	for (int i = 0; i < count; i++)
+		names[i] = postmap_full_name(&o, argv[first + i]);
+	status = postmap_dispatch(&o, names, count);
+	postmap_flush();
+	for (int i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+	config_deinit();
+	return status;
+}

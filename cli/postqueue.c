@@ -1,0 +1,333 @@
+/* postqueue.c: the postqueue and mailq commands: list the mail queue.
+ *
+ * SYNOPSIS
+ *	postqueue [-v] [-c config_dir] -p
+ *	postqueue [-v] [-c config_dir] -j
+ *	mailq [-v] [-c config_dir]
+ * DESCRIPTION
+ *	-p lists the queue in Postfix's mailq format: per message the queue
+ *	ID (followed by '*' when it is in active/, '!' when in hold/), the
+ *	message size, the arrival time and the sender (MAILER-DAEMON for
+ *	<>), then each recipient not yet delivered, and a "-- N Kbytes in M
+ *	Requests." summary (or "Mail queue is empty"). -j prints one JSON
+ *	object per message, with Postfix's field names. Messages are listed
+ *	queue by queue (incoming, active, deferred, hold), oldest first.
+ *	Invoked as mailq, the program behaves like postqueue -p.
+ *
+ *	-c names the configuration directory (default: $MAIL_CONFIG, else
+ *	the compiled-in one); queue_directory comes from its main.cf.
+ *	-f, -i and -s are recognised but not implemented yet.
+ * SECURITY
+ *	postqueue reads queue files directly, so it works only for a user
+ *	who may read the queue (root or the mail owner); it is installed
+ *	without set-id bits, so -c needs no restriction. Queue files are
+ *	parsed fail-closed; a damaged one is skipped with a warning. Text
+ *	from the envelope is printed with control characters and invalid
+ *	UTF-8 replaced by '?'.
+ * DIAGNOSTICS
+ *	Problems go to stderr as "postqueue: warning: ..." or "postqueue:
+ *	fatal: ..."; the exit status is 1 after a fatal error, else 0. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mail/config.h"
+#include "mail/queue.h"
+#include "util/msg.h"
+#include "util/str.h"
+
+/* Postfix's mailq layout for short queue IDs (postqueue/showq_compat.c). */
+#define POSTQUEUE_STRING_FORMAT "%-11s %7s %-20s %s\n"
+#define POSTQUEUE_SENDER_FORMAT "%-11s %7lld %20.20s %s\n"
+#define POSTQUEUE_EMPTY_ADDR "MAILER-DAEMON"
+
+enum postqueue_mode {
+	POSTQUEUE_NONE,
+	POSTQUEUE_LIST,
+	POSTQUEUE_JSON,
+	POSTQUEUE_FLUSH,
+	POSTQUEUE_DELIVER_ID,
+	POSTQUEUE_DELIVER_SITE,
+};
+
+struct postqueue_totals {
+	unsigned long count;
+	unsigned long long bytes;
+};
+
+/* postqueue_utf8_len: length of the valid UTF-8 sequence at p, else 0. */
+static size_t postqueue_utf8_len(const unsigned char *p)
+{
+	size_t len;
+	unsigned min;
+	unsigned cp;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2, min = 0x80, cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3, min = 0x800, cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4, min = 0x10000, cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* postqueue_json_escape: JSON's escape for a control character, short
+ * forms where JSON has them. */
+static const char *postqueue_json_escape(unsigned char c)
+{
+	static char buf[8];
+	switch (c) {
+	case '\b':
+		return "\\b";
+	case '\f':
+		return "\\f";
+	case '\n':
+		return "\\n";
+	case '\r':
+		return "\\r";
+	case '\t':
+		return "\\t";
+	default:
+		snprintf(buf, sizeof(buf), "\\u%04X", c);
+		return buf;
+	}
+}
+
+/* postqueue_quote: text made printable, like Postfix's printable(): valid
+ * UTF-8 stays, other non-ASCII bytes and controls become '?'; for JSON,
+ * controls are escaped instead and '"' and '\' are quoted. */
+static const char *postqueue_quote(struct str *out, const char *text, bool json)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	str_clear(out);
+	while (*p != '\0') {
+		size_t n = *p >= 0x80 ? postqueue_utf8_len(p) : 0;
+		if (n > 0) {
+			str_append_n(out, p, n);
+			p += n;
+			continue;
+		}
+		unsigned char c = *p++;
+		if (c >= 0x80 || !json) {
+			str_append_c(out, c >= 0x80 || c < 0x20 || c == 0x7f ? '?' : (char)c);
+		} else if (c == '"' || c == '\\') {
+			str_append_c(out, '\\');
+			str_append_c(out, (char)c);
+		} else if (c < 0x20 || c == 0x7f) {
+			str_append(out, postqueue_json_escape(c));
+		} else {
+			str_append_c(out, (char)c);
+		}
+	}
+	return str_c(out);
+}
+
+/* postqueue_sender: the sender as shown (MAILER-DAEMON for <>). */
+static const char *postqueue_sender(const struct queue_file *qf)
+{
+	return qf->sender[0] != '\0' ? qf->sender : POSTQUEUE_EMPTY_ADDR;
+}
+
+/* postqueue_print_text: one message in mailq format. */
+static void postqueue_print_text(const char *queue, const struct queue_file *qf,
+				 const struct postqueue_totals *totals)
+{
+	struct str quoted = STR_INIT;
+	char id_status[QUEUE_ID_MAX + 2], when[64];
+	struct tm tm;
+	time_t t = qf->arrival.tv_sec;
+
+	if (totals->count == 0)
+		printf(POSTQUEUE_STRING_FORMAT, "-Queue ID-", "--Size--", "----Arrival Time----",
+		       "-Sender/Recipient-------");
+	else
+		printf("\n");
+	const char *mark = strcmp(queue, QUEUE_ACTIVE) == 0 ? "*" :
+			   strcmp(queue, QUEUE_HOLD) == 0   ? "!" :
+							      "";
+	snprintf(id_status, sizeof(id_status), "%s%s", qf->id, mark);
+	/* asctime()'s layout, "Sat Nov 22 21:32:00 2025"; the format cuts it
+	 * to 20 characters as Postfix does. */
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%a %b %e %H:%M:%S %Y", &tm) == 0)
+		str_copy(when, sizeof(when), "??");
+	printf(POSTQUEUE_SENDER_FORMAT, id_status, qf->content_size, when,
+	       postqueue_quote(&quoted, postqueue_sender(qf), false));
+	for (size_t i = 0; i < qf->rcpt_count; i++) {
+		if (qf->rcpts[i].status != QUEUE_RCPT_PENDING)
+			continue;
+		printf(POSTQUEUE_STRING_FORMAT, "", "", "",
+		       postqueue_quote(&quoted, qf->rcpts[i].address, false));
+	}
+	str_deinit(&quoted);
+}
+
+/* postqueue_print_json: one message as a JSON line (Postfix 3.x names). */
+static void postqueue_print_json(const char *queue, const struct queue_file *qf)
+{
+	struct str q = STR_INIT;
+	printf("{\"queue_name\": \"%s\", ", postqueue_quote(&q, queue, true));
+	printf("\"queue_id\": \"%s\", ", postqueue_quote(&q, qf->id, true));
+	printf("\"arrival_time\": %lld, ", (long long)qf->arrival.tv_sec);
+	printf("\"message_size\": %lld, ", qf->content_size);
+	printf("\"forced_expire\": false, ");
+	printf("\"sender\": \"%s\", ", postqueue_quote(&q, postqueue_sender(qf), true));
+	printf("\"recipients\": [");
+	bool first = true;
+	for (size_t i = 0; i < qf->rcpt_count; i++) {
+		if (qf->rcpts[i].status != QUEUE_RCPT_PENDING)
+			continue;
+		/* No address rewriting yet, so the original is the address. */
+		const char *addr = postqueue_quote(&q, qf->rcpts[i].address, true);
+		printf("%s{\"orig_address\": \"%s\", \"address\": \"%s\"}", first ? "" : ", ", addr,
+		       addr);
+		first = false;
+	}
+	printf("]}\n");
+	str_deinit(&q);
+}
+
+/* postqueue_list_queue: every message of one queue. */
+static void postqueue_list_queue(const char *queue_dir, const char *queue, bool json,
+				 struct postqueue_totals *totals)
+{
+	struct str path = STR_INIT;
+	const char *error;
+	const char *id;
+	struct queue_scan *scan = queue_scan_open(queue_dir, queue, &error);
+	if (scan == NULL) {
+		if (errno == ENOENT)
+			return; /* a queue nobody created yet is empty */
+		msg_fatal("%s", error);
+	}
+	while ((id = queue_scan_next(scan)) != NULL) {
+		str_clear(&path);
+		str_printf(&path, "%s/%s/%s", queue_dir, queue, id);
+		struct queue_file *qf = queue_file_read(str_c(&path), &error);
+		if (qf == NULL) {
+			if (errno == ENOENT)
+				continue; /* delivered or moved since the scan */
+			if (errno != EBADMSG)
+				msg_fatal("%s", error);
+			msg_warn("%s", error);
+			continue;
+		}
+		if (json)
+			postqueue_print_json(queue, qf);
+		else
+			postqueue_print_text(queue, qf, totals);
+		totals->count++;
+		totals->bytes += (unsigned long long)qf->content_size;
+		queue_file_free(&qf);
+	}
+	queue_scan_close(&scan);
+	str_deinit(&path);
+}
+
+/* postqueue_list: all queues, then the summary (text format only). */
+static void postqueue_list(const char *queue_dir, bool json)
+{
+	struct postqueue_totals totals = { 0, 0 };
+	if (access(queue_dir, X_OK) < 0)
+		msg_fatal("access(%s) failed: %m", queue_dir);
+	for (size_t i = 0; queue_dirs_message_queues[i] != NULL; i++)
+		postqueue_list_queue(queue_dir, queue_dirs_message_queues[i], json, &totals);
+	if (!json) {
+		if (totals.count == 0)
+			printf("Mail queue is empty\n");
+		else
+			printf("\n-- %llu Kbytes in %lu Request%s.\n", totals.bytes / 1024,
+			       totals.count, totals.count == 1 ? "" : "s");
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (errno != EPIPE)
+			msg_fatal("write error: %m");
+	}
+}
+
+static void ATTR_NORETURN postqueue_usage(void)
+{
+	msg_fatal("usage: %s [-v] [-c config_dir] -p | -j | -f | -i queue_id | -s site",
+		  msg_program());
+}
+
+/* postqueue_set_mode: only one of -f -i -j -p -s, as Postfix requires. */
+static void postqueue_set_mode(enum postqueue_mode *mode, enum postqueue_mode want)
+{
+	if (*mode != POSTQUEUE_NONE)
+		msg_fatal("specify only one of -f, -i, -j, -p, or -s");
+	*mode = want;
+}
+
+int main(int argc, char **argv)
+{
+	const char *slash = strrchr(argv[0], '/');
+	const char *name = slash != NULL ? slash + 1 : argv[0];
+	bool mailq = strcmp(name, "mailq") == 0;
+	enum postqueue_mode mode = POSTQUEUE_NONE;
+	const char *config_dir = getenv("MAIL_CONFIG");
+	const char *error;
+	int c;
+
+	msg_init(mailq ? "mailq" : "postqueue");
+	msg_set_target(MSG_TARGET_TTY);
+	while ((c = getopt(argc, argv, "c:fi:jps:v")) != -1) {
+		switch (c) {
+		case 'c':
+			config_dir = optarg;
+			break;
+		case 'f':
+			postqueue_set_mode(&mode, POSTQUEUE_FLUSH);
+			break;
+		case 'i':
+			postqueue_set_mode(&mode, POSTQUEUE_DELIVER_ID);
+			break;
+		case 'j':
+			postqueue_set_mode(&mode, POSTQUEUE_JSON);
+			break;
+		case 'p':
+			postqueue_set_mode(&mode, POSTQUEUE_LIST);
+			break;
+		case 's':
+			postqueue_set_mode(&mode, POSTQUEUE_DELIVER_SITE);
+			break;
+		case 'v':
+			msg_verbose++;
+			break;
+		default:
+			postqueue_usage();
+		}
+	}
+	if (optind < argc)
+		postqueue_usage();
+	if (mailq && mode == POSTQUEUE_NONE)
+		mode = POSTQUEUE_LIST;
+	if (mode == POSTQUEUE_FLUSH || mode == POSTQUEUE_DELIVER_ID ||
+	    mode == POSTQUEUE_DELIVER_SITE)
+		msg_fatal("-%c: not implemented", mode == POSTQUEUE_FLUSH	 ? 'f' :
+						  mode == POSTQUEUE_DELIVER_ID ? 'i' :
+										 's');
+	if (mode == POSTQUEUE_NONE)
+		postqueue_usage();
+
+	if (config_dir == NULL || *config_dir == '\0')
+		config_dir = PETREL_SYSCONFDIR;
+	if (!config_load(config_dir, false, &error))
+		msg_fatal("%s", error);
+	postqueue_list(config_str("queue_directory"), mode == POSTQUEUE_JSON);
+	return 0;
+}

@@ -1,0 +1,14 @@
+/* privs.h: the one audited privilege drop.
+ *
+ * Every daemon that gives up root goes through privs_drop(), which does the
+ * steps in a fixed order: look the user up, initgroups(), setresgid(),
+ * chroot() + chdir("/"), setresuid(), then checks that setuid(0) fails.
+ * Any failure is fatal (msg_fatal): a daemon never runs half-dropped. */
+#ifndef PETREL_PRIVS_H
+#define PETREL_PRIVS_H
+
+/* privs_drop: become user (NULL: keep the current ids) after chrooting to
+ * chroot_dir (NULL: no chroot). Requires root when either is not NULL. */
+void privs_drop(const char *user, const char *chroot_dir);
+
+#endif

@@ -1,0 +1,25 @@
+/* fsutil.c: file-system helpers for durable writes; see fsutil.h. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "util/fsutil.h"
+
+/* fsync_dir: make the directory entries of path durable. */
+int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fsync(fd) < 0) {
+		int saved_errno = errno;
+		(void)close(fd);
+		errno = saved_errno;
+		return -1;
+	}
+	/* A close error after a good fsync still means the kernel reported a
+	 * problem; pass it on rather than guess. */
+	return close(fd) < 0 ? -1 : 0;
+}

@@ -1,0 +1,64 @@
+/* master_dirs.c: the queue directory layout, made at start-up.
+ *
+ * queue_dirs_create() (lib/mail/queue_dirs.c) makes queue_directory and its
+ * subdirectories (incoming active deferred hold corrupt maildrop pid
+ * private public) if they are missing. When the master runs as root the
+ * daemons are mail_owner, so every subdirectory but pid/ (the master's
+ * own) is handed to mail_owner, and public/ is opened to setgid_group as
+ * Postfix has it. */
+#include <config.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mail/config.h"
+#include "mail/queue.h"
+#include "master/master.h"
+#include "util/msg.h"
+#include "util/str.h"
+
+/* master_dirs_owner: hand one subdirectory to mail_owner. */
+static void master_dirs_owner(const char *queue_dir, const char *name, uid_t uid, gid_t gid)
+{
+	struct str path = STR_INIT;
+	str_printf(&path, "%s/%s", queue_dir, name);
+	if (strcmp(name, "public") == 0) {
+		struct group *gr = getgrnam(config_str("setgid_group"));
+		if (gr != NULL)
+			gid = gr->gr_gid;
+		if (chmod(str_c(&path), 0710) < 0)
+			msg_fatal("chmod(%s) failed: %m", str_c(&path));
+	}
+	if (chown(str_c(&path), uid, gid) < 0)
+		msg_fatal("chown(%s) failed: %m", str_c(&path));
+	str_deinit(&path);
+}
+
+/* master_dirs_create: the layout, then ownership when root. */
+void master_dirs_create(const char *queue_dir)
+{
+	const char *error;
+	if (queue_dirs_create(queue_dir, &error) < 0)
+		msg_fatal("%s", error);
+	/* pid/ is root's, but anyone may read the pid (petrel status). */
+	struct str pid_dir = STR_INIT;
+	str_printf(&pid_dir, "%s/pid", queue_dir);
+	if (chmod(str_c(&pid_dir), 0755) < 0)
+		msg_fatal("chmod(%s) failed: %m", str_c(&pid_dir));
+	str_deinit(&pid_dir);
+	if (!master_is_root)
+		return;
+	const char *owner = config_str("mail_owner");
+	struct passwd *pw = getpwnam(owner);
+	if (pw == NULL)
+		msg_fatal("mail_owner %s: no such user", owner);
+	if (pw->pw_uid == 0)
+		msg_fatal("mail_owner %s has uid 0: it must be an unprivileged user", owner);
+	for (size_t i = 0; queue_dirs_names[i] != NULL; i++)
+		if (strcmp(queue_dirs_names[i], "pid") != 0)
+			master_dirs_owner(queue_dir, queue_dirs_names[i], pw->pw_uid, pw->pw_gid);
+}
