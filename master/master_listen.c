@@ -170,8 +170,8 @@ static int master_listen_port(const char *port, in_port_t *out, const char **err
 static int master_listen_inet_addrs(const char *service, const char *host, const char *port_name,
 				    struct master_addrs *a, const char **error_r)
 {
-	bool v4, v6;
-	in_port_t port;
+	bool v4 = false, v6 = false;
+	in_port_t port = 0;
 	a->count = 0;
 	if (master_listen_protocols(&v4, &v6, error_r) < 0 ||
 	    master_listen_port(port_name, &port, error_r) < 0)

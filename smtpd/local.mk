@@ -9,6 +9,7 @@ smtpd_smtpd_SOURCES = \
 	smtpd/smtpd_check.c \
 	smtpd/smtpd_log.c
 smtpd_smtpd_LDADD = $(PETREL_LIBS)
+dist_man_MANS += doc/smtpd.8
 
 E2E_TESTS += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py
 EXTRA_DIST += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py t/smtp_raw.py

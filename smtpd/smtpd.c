@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "mail/config.h"
+#include "mail/dict_lmdb.h"
 #include "mail/dns.h"
 #include "mail/maps.h"
 #include "mail/match_list.h"
@@ -183,7 +184,7 @@ static void smtpd_pre_init(void *ctx)
 	struct smtpd_config *c = &smtpd_config;
 	c->myhostname = config_str("myhostname");
 	c->banner = config_str("smtpd_banner");
-	c->queue_directory = config_str("queue_directory");
+	c->queue_directory = multi_server_queue_dir();
 	c->message_size_limit = config_size("message_size_limit");
 	c->queue_minfree = config_size("queue_minfree");
 	c->line_length_limit = (size_t)config_int("line_length_limit");
@@ -225,6 +226,17 @@ static void smtpd_pre_init(void *ctx)
 	smtpd_check_init();
 }
 
+/* smtpd_table_changed: a table replaced behind our chroot. */
+static void smtpd_table_changed(const char *path)
+{
+	multi_server_drain("table changed");
+}
+
+static void smtpd_post_init(void *ctx)
+{
+	dict_lmdb_set_stale_hook(smtpd_table_changed);
+}
+
 static void smtpd_accept(void *ctx, int fd, const struct sockaddr *peer, socklen_t peerlen,
 			 const struct multi_server_listener *listener)
 {
@@ -233,6 +245,7 @@ static void smtpd_accept(void *ctx, int fd, const struct sockaddr *peer, socklen
 
 static const struct multi_server_ops smtpd_ops = {
 	.pre_init = smtpd_pre_init,
+	.post_init = smtpd_post_init,
 	.accept = smtpd_accept,
 };
 

@@ -275,6 +275,49 @@ def test_reload_size_limit(inst):
     old.close()
 
 
+def test_privsep(inst_unused):
+    """As root: smtpd as mail_owner, chrooted to the queue directory, still
+    queues mail (paths inside the chroot) and checks recipients (tables
+    opened before the chroot)."""
+    if not pt.is_root():
+        skip("needs root to drop privileges and chroot")
+    inst = Instance(services={"smtp": "smtpd"}, tls=True, unpriv=True, chroot=True)
+    inst.add_virtual_mailbox("alice@example.test")
+    inst.start()
+    try:
+        qid = send_smtplib(inst, "privsep-1", tls=True)
+        pids = inst.child_pids("smtp")
+        assert pids
+        for pid in pids:
+            assert os.readlink("/proc/%d/root" % pid) == inst.queue, pid
+            uid = [l for l in open("/proc/%d/status" % pid) if l.startswith("Uid:")][0].split()
+            assert uid[1] != "0" and uid[2] != "0", uid
+        c = SMTPRaw("127.0.0.1", inst.port("smtp"))
+        c.reply()
+        c.cmd("EHLO client.test")
+        c.cmd("MAIL FROM:<s@client.test>")
+        assert c.cmd("RCPT TO:<nobody@example.test>")[0] == 550
+        c.close()
+        assert qid
+        # postmap replaces the table behind the chroot: the process that
+        # notices makes way for a fresh one, which knows the new user.
+        inst.add_virtual_mailbox("nobody@example.test")
+
+        def known():
+            c = SMTPRaw("127.0.0.1", inst.port("smtp"))
+            try:
+                c.reply()
+                c.cmd("EHLO client.test")
+                c.cmd("MAIL FROM:<s@client.test>")
+                return c.cmd("RCPT TO:<nobody@example.test>")[0] == 250
+            finally:
+                c.close()
+        pt.wait_for(known, timeout=15, interval=0.5, what="new table in use")
+        inst.wait_log(r"table \S+vmailbox\.lmdb has changed -- restarting")
+    finally:
+        inst.stop(check=False)
+
+
 def main():
     inst = Instance(services={"smtp": "smtpd"}, tls=True,
                     main_cf=["smtpd_tls_security_level = may"])
@@ -294,6 +337,7 @@ def main():
         ("queue IDs are unique", test_queue_ids_unique),
         ("kill -9 during DATA leaves nothing visible", test_kill_during_data),
         ("reload changes message_size_limit for new sessions", test_reload_size_limit),
+        ("unprivileged and chrooted smtpd", test_privsep),
     ] + [("smuggling from mynetworks: " + name,
           lambda i, e=ending: smuggle(i.port("smtp"), lambda: len(queue_files(i)), e))
          for name, ending in SMUGGLE_ENDINGS])

@@ -86,7 +86,11 @@ def up(build, rundir):
         sys.exit("instance.py: %s/master/master is not built" % pt.BUILD)
     if not svc:
         sys.exit("instance.py: no service program is built yet (smtpd/smtpd)")
+    # As root (the README's way), programs drop to mail_owner and chroot to
+    # the queue directory, as on a real server.
+    privsep = pt.is_root()
     inst = pt.Instance(services=svc, directory=rundir, tls=True, log_file=False,
+                       unpriv=privsep, chroot=privsep,
                        tls_dir=os.path.join(rundir, "etc"),
                        main_cf=local_main_cf(os.path.join(rundir, "etc")))
     users = demo_users(os.path.join(rundir, "demo-users"))

@@ -10,3 +10,7 @@ t_test_str_LDADD = $(UNIT_LDADD)
 
 TESTS += $(UNIT_TESTS) $(E2E_TESTS)
 EXTRA_DIST += t/petrel_test.py
+
+# The harness caches a test certificate in the build tree (t/tls/).
+clean-local:
+	rm -rf t/tls

@@ -433,7 +433,11 @@ class Instance:
             lines.append("virtual_mailbox_maps = lmdb:" + os.path.join(self.etc, "vmailbox"))
         if self.tls:
             lines += ["smtpd_tls_cert_file = " + self.cert_file,
-                      "smtpd_tls_key_file = " + self.key_file]
+                      "smtpd_tls_key_file = " + self.key_file,
+                      "smtpd_tls_security_level = may"]
+        # No aliases database until newaliases exists: local recipients are
+        # then checked against the password file only.
+        lines.append("alias_maps =")
         return lines
 
     def write_config(self):

@@ -63,6 +63,7 @@ struct dict_lmdb {
 	time_t next_check;
 	/* the last check failed: lookups fail until a check succeeds */
 	bool broken;
+	bool stale_reported; /* replaced while out of reach; said so once */
 	struct str broken_error;
 };
 
@@ -104,6 +105,13 @@ static const char *dict_lmdb_err(const char *fmt, ...)
 	str_deinit(&dict_lmdb_error_buf);
 	dict_lmdb_error_buf = text;
 	return str_c(&dict_lmdb_error_buf);
+}
+
+static void (*dict_lmdb_stale_hook)(const char *path);
+
+void dict_lmdb_set_stale_hook(void (*hook)(const char *path))
+{
+	dict_lmdb_stale_hook = hook;
 }
 
 void dict_lmdb_set_check_interval(unsigned int seconds)
@@ -309,6 +317,25 @@ static int dict_lmdb_set_broken(struct dict_lmdb *d, const char *error, const ch
 	return -1;
 }
 
+/* dict_lmdb_unreachable: the path cannot be seen (a chrooted daemon opened
+ * the file before its chroot). The open file is still good unless it was
+ * replaced (no links left): then, as Postfix does, keep answering from it
+ * and ask the process to make way for a fresh one that opens the new file. */
+static bool dict_lmdb_unreachable(struct dict_lmdb *d)
+{
+	struct stat st;
+	int fd;
+	if (mdb_env_get_fd(d->e.env, &fd) != 0 || fstat(fd, &st) < 0)
+		return false;
+	if (st.st_nlink == 0 && !d->stale_reported) {
+		d->stale_reported = true;
+		msg_info("table %s has changed -- restarting", d->path);
+		if (dict_lmdb_stale_hook != NULL)
+			dict_lmdb_stale_hook(d->path);
+	}
+	return true;
+}
+
 /* dict_lmdb_check: at most once per interval, stat the path and reopen when
  * the file was replaced (or when this is a forked child). */
 static int dict_lmdb_check(struct dict_lmdb *d, bool force, const char **error_r)
@@ -326,9 +353,12 @@ static int dict_lmdb_check(struct dict_lmdb *d, bool force, const char **error_r
 		return 0;
 	}
 	d->next_check = now + dict_lmdb_interval;
-	if (stat(d->path, &st) < 0)
+	if (stat(d->path, &st) < 0) {
+		if (d->pid == getpid() && dict_lmdb_unreachable(d))
+			return 0;
 		return dict_lmdb_set_broken(
 			d, dict_lmdb_err("open(%s) failed: %s", d->path, strerror(errno)), error_r);
+	}
 	dict_lmdb_stamp_of(&st, &now_stamp);
 	if (!force && d->pid == getpid() && dict_lmdb_stamp_eq(&now_stamp, &d->e.stamp)) {
 		d->broken = false;

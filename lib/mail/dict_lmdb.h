@@ -69,6 +69,10 @@ int dict_lmdb_walk(struct dict_lmdb *dict, dict_lmdb_walk_fn *fn, void *ctx,
 /* dict_lmdb_set_check_interval: how often (seconds) a lookup stats the file
  * to notice a replacement; 1 by default, 0 checks on every lookup (tests). */
 void dict_lmdb_set_check_interval(unsigned int seconds);
+/* dict_lmdb_set_stale_hook: called once per file that was replaced while
+ * its path is out of reach (a chrooted daemon): the daemon should finish its
+ * clients and exit so that a fresh process opens the new file. */
+void dict_lmdb_set_stale_hook(void (*hook)(const char *path));
 /* dict_lmdb_max_key: the longest key LMDB can store, in bytes. */
 size_t dict_lmdb_max_key(void);
 

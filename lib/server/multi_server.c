@@ -102,6 +102,14 @@ bool multi_server_draining(void)
 	return ms.draining;
 }
 
+/* multi_server_queue_dir: the queue directory as this process sees it:
+ * "/" inside the chroot (which is queue_directory), else the configured
+ * path. Valid after pre_init. */
+const char *multi_server_queue_dir(void)
+{
+	return ms.args.chroot ? "/" : config_str("queue_directory");
+}
+
 /* multi_server_usage: a bad command line is fatal: only the master runs us. */
 static void multi_server_usage(const char *program)
 {
@@ -276,7 +284,7 @@ static void multi_server_check_exit(void)
 
 /* multi_server_drain: stop accepting for good; the master can start a
  * replacement at once. */
-static void multi_server_drain(const char *why)
+void multi_server_drain(const char *why)
 {
 	if (ms.draining)
 		return;

@@ -102,5 +102,11 @@ unsigned multi_server_clients(void);
 /* multi_server_draining: true once the process accepts no more clients
  * (reload, max_use); a service may use it to shorten idle sessions. */
 bool multi_server_draining(void);
+/* multi_server_queue_dir: queue_directory as seen from this process ("/"
+ * when chrooted there). */
+const char *multi_server_queue_dir(void);
+/* multi_server_drain: stop accepting, exit when the clients are done (the
+ * master starts a fresh process); why is logged. */
+void multi_server_drain(const char *why);
 
 #endif
