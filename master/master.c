@@ -294,6 +294,7 @@ static void master_init(const char *dir)
 	if (chdir(queue_dir) < 0)
 		msg_fatal("chdir(%s) failed: %m", queue_dir);
 	master_pid_lock();
+	master_dirs_clean_temp(queue_dir);
 	msg_set_cleanup(master_fatal_cleanup);
 	master_loop = event_loop_create();
 	signal(SIGPIPE, SIG_IGN);

@@ -136,5 +136,7 @@ void master_wakeup_stop(struct master_service *serv);
 /* master_dirs.c */
 /* master_dirs_create: queue_directory and its subdirectories. */
 void master_dirs_create(const char *queue_dir);
+/* master_dirs_clean_temp: drop unfinished queue files (start-up only). */
+void master_dirs_clean_temp(const char *queue_dir);
 
 #endif

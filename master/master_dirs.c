@@ -8,6 +8,7 @@
  * Postfix has it. */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -61,4 +62,31 @@ void master_dirs_create(const char *queue_dir)
 	for (size_t i = 0; queue_dirs_names[i] != NULL; i++)
 		if (strcmp(queue_dirs_names[i], "pid") != 0)
 			master_dirs_owner(queue_dir, queue_dirs_names[i], pw->pw_uid, pw->pw_gid);
+}
+
+/* master_dirs_clean_temp: remove the temporary files ("incoming/.tmp.*")
+ * that writers killed mid-message left behind. Called at start-up only,
+ * when no writer can be running: such a file was never acknowledged. */
+void master_dirs_clean_temp(const char *queue_dir)
+{
+	char path[4096];
+	if (!str_format(path, sizeof(path), "%s/incoming", queue_dir))
+		return;
+	DIR *dir = opendir(path);
+	if (dir == NULL)
+		return;
+	struct dirent *de;
+	unsigned removed = 0;
+	while ((de = readdir(dir)) != NULL) {
+		if (strncmp(de->d_name, ".tmp.", 5) != 0)
+			continue;
+		if (unlinkat(dirfd(dir), de->d_name, 0) == 0)
+			removed++;
+		else
+			msg_warn("unlink(%s/%s) failed: %m", path, de->d_name);
+	}
+	closedir(dir);
+	if (removed > 0)
+		msg_info("removed %u unfinished queue file%s from %s", removed,
+			 removed == 1 ? "" : "s", path);
 }

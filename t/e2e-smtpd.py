@@ -243,10 +243,19 @@ def test_kill_during_data(inst):
     assert c.closed(timeout=5)
     c.close()
     assert queue_files(inst) == before, "a killed DATA left a visible queue file"
+    assert temp_files(inst), "expected the unfinished temp file of the killed smtpd"
     # The master replaces the killed smtpd and mail flows again.
     pt.wait_for(lambda: re.search(r"process \S+smtpd pid \d+ killed by signal 9", inst.log()),
                   timeout=10)
     send_smtplib(inst, "after-kill-1")
+
+
+def test_restart_cleans_temp(inst):
+    """A master restart removes the unfinished files of killed writers."""
+    assert temp_files(inst), "no temp file left by the kill test"
+    inst.restart()
+    assert temp_files(inst) == [], temp_files(inst)
+    assert re.search(r"removed \d+ unfinished queue files? from ", inst.log())
 
 
 def test_reload_size_limit(inst):
@@ -336,6 +345,7 @@ def main():
         ("mailq lists the queue", test_mailq),
         ("queue IDs are unique", test_queue_ids_unique),
         ("kill -9 during DATA leaves nothing visible", test_kill_during_data),
+        ("master restart removes unfinished queue files", test_restart_cleans_temp),
         ("reload changes message_size_limit for new sessions", test_reload_size_limit),
         ("unprivileged and chrooted smtpd", test_privsep),
     ] + [("smuggling from mynetworks: " + name,

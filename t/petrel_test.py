@@ -535,6 +535,13 @@ class Instance:
             elif self.keep:
                 diag("kept instance directory " + self.dir)
 
+    def restart(self, timeout=15.0):
+        """Stop the master and its children (keeping the directory), check
+        the sanitizer output, and start again."""
+        self._stop(timeout)
+        self.check_sanitizers()
+        self.start()
+
     def _stop(self, timeout):
         """SIGTERM to the master; wait for it and for its children."""
         pids = set(self.seen_pids) | set(self.all_child_pids())

@@ -141,9 +141,12 @@ void event_loop_free(struct event_loop **loopp)
 	free(loop);
 }
 
-/* event_now_ms: the time cached at the start of the current round. */
+/* event_now_ms: the monotonic clock now (a vDSO call, cheap). Reading it
+ * fresh, not the round's start, keeps deadlines computed from it (idle
+ * timeouts) from coming early after a long round. */
 uint64_t event_now_ms(struct event_loop *loop)
 {
+	loop->now = event_clock_ms();
 	return loop->now;
 }
 

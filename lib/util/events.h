@@ -34,7 +34,7 @@ void event_loop_stop(struct event_loop *loop);
 /* event_loop_once: one round, waiting at most timeout_ms (-1: until an
  * event). Returns the number of handlers called. */
 int event_loop_once(struct event_loop *loop, int timeout_ms);
-/* event_now_ms: monotonic milliseconds, cached per dispatch round. */
+/* event_now_ms: monotonic milliseconds, read now. */
 uint64_t event_now_ms(struct event_loop *loop);
 
 /* event_io_add: watch fd for events (EVENT_READ|EVENT_WRITE, or 0 for
