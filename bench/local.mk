@@ -1,9 +1,7 @@
 # bench/local.mk: benchmark tools. smtp-load is built by `make` and never
 # installed; smtp-accept (a script) drives it against Petrel and the peer
 # (Debian's Postfix + Dovecot, see bench/README.md).
-# Makefile.am does not declare noinst_PROGRAMS yet, so this fragment sets
-# it; once Makefile.am has "noinst_PROGRAMS =", this line becomes "+=".
-noinst_PROGRAMS = bench/smtp-load
+noinst_PROGRAMS += bench/smtp-load
 bench_smtp_load_SOURCES = bench/smtp-load.c
 bench_smtp_load_LDADD = $(LIBUTIL)
 EXTRA_DIST += bench/README.md bench/smtp-accept
