@@ -8,6 +8,9 @@ UNIT_TESTS += t/test-str
 check_PROGRAMS += t/test-str
 t_test_str_LDADD = $(UNIT_LDADD)
 
+E2E_TESTS += t/check-banned.py
+EXTRA_DIST += t/check-banned.py
+
 TESTS += $(UNIT_TESTS) $(E2E_TESTS)
 EXTRA_DIST += t/petrel_test.py
 
