@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "mail/config.h"
+#include "mail/mail_log.h"
 #include "master/master.h"
 #include "util/alloc.h"
 #include "util/events.h"
@@ -91,19 +92,6 @@ static void master_stdio(bool detach)
 	}
 }
 
-/* master_logging: maillog_file, else stderr under -d, else syslog. */
-static void master_logging(void)
-{
-	const char *error;
-	const char *file = config_str("maillog_file");
-	msg_set_syslog_name(config_str("syslog_name"));
-	if (*file != '\0') {
-		if (!msg_set_file(file, &error))
-			msg_fatal("%s", error);
-	} else {
-		msg_set_target(master_foreground ? MSG_TARGET_STDERR : MSG_TARGET_SYSLOG);
-	}
-}
 
 /* master_pid_path: the pid file, absolute, for messages. */
 static const char *master_pid_path(void)
@@ -219,7 +207,7 @@ static void master_reload(void)
 		msg_error("%s -- configuration not reloaded", error);
 		return;
 	}
-	master_logging();
+	mail_log_init(master_foreground);
 	struct master_cf *cf = master_load_cf(&error);
 	if (cf == NULL) {
 		msg_error("%s -- services not reloaded", error);
@@ -341,7 +329,7 @@ int main(int argc, char **argv)
 	if (test)
 		return master_test();
 	master_stdio(false);
-	master_logging();
+	mail_log_init(master_foreground);
 	if (!master_foreground) {
 		/* Until the daemon is up, its errors also reach the terminal. */
 		msg_also_stderr(true);

@@ -2,4 +2,4 @@
 # log formats). Each module's build lines are in its own lib/mail/*.mk.
 noinst_LIBRARIES += lib/mail/libmail.a
 LIBMAIL = lib/mail/libmail.a
-lib_mail_libmail_a_SOURCES =
+lib_mail_libmail_a_SOURCES = lib/mail/mail_log.c lib/mail/mail_log.h

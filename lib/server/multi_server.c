@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "mail/config.h"
+#include "mail/mail_log.h"
 #include "server/master_proto.h"
 #include "server/multi_server.h"
 #include "server/privs.h"
@@ -179,25 +180,6 @@ static void multi_server_config(void)
 	ms.max_idle = config_time("max_idle");
 }
 
-/* multi_server_logging: maillog_file, else stderr under "master -d", else
- * syslog, opened now so that it keeps working inside a chroot. */
-static void multi_server_logging(void)
-{
-	const char *error;
-	const char *file = config_str("maillog_file");
-	msg_set_syslog_name(config_str("syslog_name"));
-	if (*file != '\0') {
-		if (!msg_set_file(file, &error))
-			msg_fatal("%s", error);
-	} else if (getenv(MASTER_ENV_LOG_STDERR) != NULL) {
-		msg_set_target(MSG_TARGET_STDERR);
-	} else {
-		static char ident[160];
-		snprintf(ident, sizeof(ident), "%s/%s", config_str("syslog_name"), msg_program());
-		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
-		msg_set_target(MSG_TARGET_SYSLOG);
-	}
-}
 
 /* multi_server_listeners: look at what the master passed, fail closed on
  * anything unexpected. */
@@ -497,7 +479,7 @@ int multi_server_main(int argc, char **argv, const char *program_name,
 	ms.ctx = ctx;
 	multi_server_parse_args(argc, argv, program_name);
 	multi_server_config();
-	multi_server_logging();
+	mail_log_init(getenv(MASTER_ENV_LOG_STDERR) != NULL);
 	multi_server_listeners();
 	multi_server_setup_loop();
 	msg_debug("starting service %s type %s with %u listeners", ms.args.service_name,

@@ -25,6 +25,7 @@ static enum msg_target msg_target = MSG_TARGET_STDERR;
 static int msg_file_fd = -1;
 static bool msg_copy_stderr;
 static bool msg_syslog_open;
+static int msg_syslog_facility = LOG_MAIL;
 static void (*msg_cleanup)(void);
 
 static void copy_name(char *dst, size_t size, const char *src)
@@ -132,14 +133,28 @@ static int syslog_priority(const char *level)
 	return LOG_DEBUG;
 }
 
+/* msg_open_syslog: ident "postfix/smtpd", connected now (LOG_NDELAY). */
+static void msg_open_syslog(void)
+{
+	static char ident[160];
+	snprintf(ident, sizeof(ident), "%s/%s", msg_syslog_name, msg_program_name);
+	openlog(ident, LOG_PID | LOG_NDELAY, msg_syslog_facility);
+	msg_syslog_open = true;
+}
+
+void msg_set_syslog(int facility)
+{
+	msg_syslog_facility = facility;
+	if (msg_syslog_open)
+		closelog();
+	msg_open_syslog();
+	msg_target = MSG_TARGET_SYSLOG;
+}
+
 static void msg_emit_syslog(const char *level, const char *text)
 {
-	if (!msg_syslog_open) {
-		static char ident[160];
-		snprintf(ident, sizeof(ident), "%s/%s", msg_syslog_name, msg_program_name);
-		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
-		msg_syslog_open = true;
-	}
+	if (!msg_syslog_open)
+		msg_open_syslog();
 	if (level != NULL)
 		syslog(syslog_priority(level), "%s: %s", level, text);
 	else

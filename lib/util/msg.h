@@ -30,6 +30,9 @@ void msg_init(const char *program);
 void msg_set_syslog_name(const char *name);
 const char *msg_program(void);
 void msg_set_target(enum msg_target target);
+/* msg_set_syslog: log to syslog with this facility, connecting at once
+ * (so that logging keeps working after a chroot). */
+void msg_set_syslog(int facility);
 /* msg_set_file: log to path (appending); false and *error_r on failure. */
 bool msg_set_file(const char *path, const char **error_r);
 /* msg_also_stderr: copy lines to stderr too (commands that also log). */
