@@ -96,15 +96,11 @@ static const char *dict_lmdb_err(const char *fmt, ...) ATTR_FORMAT(1, 2);
 /* dict_lmdb_err: format the module's current error text. */
 static const char *dict_lmdb_err(const char *fmt, ...)
 {
-	struct str text = STR_INIT;
 	va_list ap;
-	/* Format aside first: an argument may be the old text. */
 	va_start(ap, fmt);
-	str_vprintf(&text, fmt, ap);
+	const char *text = str_set_vprintf(&dict_lmdb_error_buf, fmt, ap);
 	va_end(ap);
-	str_deinit(&dict_lmdb_error_buf);
-	dict_lmdb_error_buf = text;
-	return str_c(&dict_lmdb_error_buf);
+	return text;
 }
 
 static void (*dict_lmdb_stale_hook)(const char *path);

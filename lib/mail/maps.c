@@ -62,15 +62,11 @@ static const char *maps_err(const char *fmt, ...) ATTR_FORMAT(1, 2);
 /* maps_err: format the module's error text for calls without a maps. */
 static const char *maps_err(const char *fmt, ...)
 {
-	struct str text = STR_INIT;
 	va_list ap;
-	/* Format aside first: an argument may be the old text. */
 	va_start(ap, fmt);
-	str_vprintf(&text, fmt, ap);
+	const char *text = str_set_vprintf(&maps_error_buf, fmt, ap);
 	va_end(ap);
-	str_deinit(&maps_error_buf);
-	maps_error_buf = text;
-	return str_c(&maps_error_buf);
+	return text;
 }
 
 void maps_fold(char *text)

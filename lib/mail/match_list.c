@@ -70,15 +70,11 @@ static const char *match_err(const char *fmt, ...) ATTR_FORMAT(1, 2);
 /* match_err: format the module's error text for create calls. */
 static const char *match_err(const char *fmt, ...)
 {
-	struct str text = STR_INIT;
 	va_list ap;
-	/* Format aside first: an argument may be the old text. */
 	va_start(ap, fmt);
-	str_vprintf(&text, fmt, ap);
+	const char *text = str_set_vprintf(&match_error_buf, fmt, ap);
 	va_end(ap);
-	str_deinit(&match_error_buf);
-	match_error_buf = text;
-	return str_c(&match_error_buf);
+	return text;
 }
 
 /* ---- items, with /file/name expanded ---- */

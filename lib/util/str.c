@@ -97,6 +97,15 @@ void str_printf(struct str *s, const char *fmt, ...)
 	va_end(ap);
 }
 
+const char *str_set_vprintf(struct str *s, const char *fmt, va_list ap)
+{
+	struct str text = STR_INIT;
+	str_vprintf(&text, fmt, ap);
+	str_deinit(s);
+	*s = text;
+	return str_c(s);
+}
+
 const char *str_c(const struct str *s)
 {
 	return s->data != NULL ? s->data : "";

@@ -32,6 +32,10 @@ void str_append_c(struct str *s, char c);
 void str_printf(struct str *s, const char *fmt, ...) ATTR_FORMAT(2, 3);
 void str_vprintf(struct str *s, const char *fmt, va_list ap) ATTR_FORMAT(2, 0);
 void str_set(struct str *s, const char *text);
+/* str_set_vprintf: replace s with the formatted text and return it as a C
+ * string; the arguments may point into s itself (formatted aside first).
+ * For a module's "last error" buffer. */
+const char *str_set_vprintf(struct str *s, const char *fmt, va_list ap) ATTR_FORMAT(2, 0);
 /* str_c: the contents as a C string ("" when empty and never allocated). */
 const char *str_c(const struct str *s);
 /* str_steal: hand over the buffer (always allocated) and reset s. */
