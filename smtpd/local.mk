@@ -11,5 +11,6 @@ smtpd_smtpd_SOURCES = \
 smtpd_smtpd_LDADD = $(PETREL_LIBS)
 dist_man_MANS += doc/smtpd.8
 
-E2E_TESTS += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py
-EXTRA_DIST += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py t/smtp_raw.py
+E2E_TESTS += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py t/e2e-smtpd-limits.py
+EXTRA_DIST += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py t/e2e-smtpd-limits.py \
+	t/smtp_raw.py

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mail/anvil_client.h"
 #include "mail/config.h"
 #include "mail/dict_lmdb.h"
 #include "mail/dns.h"
@@ -210,6 +211,7 @@ static void smtpd_pre_init(void *ctx)
 	c->recipient_delimiter = config_str("recipient_delimiter");
 	c->discard_ehlo = config_list("smtpd_discard_ehlo_keywords");
 	c->mynetworks = smtpd_open_nets("mynetworks");
+	c->limit_exceptions = smtpd_open_nets("smtpd_client_event_limit_exceptions");
 	c->bare_newline_exclusions = smtpd_open_nets("smtpd_forbid_bare_newline_exclusions");
 	c->mydestination = smtpd_open_domains("mydestination");
 	c->virtual_mailbox_domains = smtpd_open_domains("virtual_mailbox_domains");
@@ -232,9 +234,30 @@ static void smtpd_table_changed(const char *path)
 	multi_server_drain("table changed");
 }
 
+/* smtpd_open_anvil: per-client connection limits through anvil(8), at
+ * private/anvil as seen from this process (inside the chroot or not). The
+ * message and recipient rate limits are not enforced yet: say so. */
+static void smtpd_open_anvil(void)
+{
+	struct smtpd_config *c = &smtpd_config;
+	c->conn_count_limit = (unsigned)config_int("smtpd_client_connection_count_limit");
+	c->conn_rate_limit = (unsigned)config_int("smtpd_client_connection_rate_limit");
+	if (config_int("smtpd_client_message_rate_limit") > 0 ||
+	    config_int("smtpd_client_recipient_rate_limit") > 0)
+		msg_warn("smtpd_client_message_rate_limit and smtpd_client_recipient_rate_limit "
+			 "are not implemented yet and are ignored");
+	if (c->conn_count_limit == 0 && c->conn_rate_limit == 0)
+		return;
+	struct str path = STR_INIT;
+	str_printf(&path, "%s/private/anvil", multi_server_queue_dir());
+	c->anvil = anvil_client_create(multi_server_loop(), str_c(&path));
+	str_deinit(&path);
+}
+
 static void smtpd_post_init(void *ctx)
 {
 	dict_lmdb_set_stale_hook(smtpd_table_changed);
+	smtpd_open_anvil();
 }
 
 static void smtpd_accept(void *ctx, int fd, const struct sockaddr *peer, socklen_t peerlen,

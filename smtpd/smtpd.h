@@ -23,6 +23,8 @@
 #include "mail/addr.h"
 #include "util/str.h"
 
+struct anvil_client;
+struct anvil_request;
 struct dns_client;
 struct dns_query;
 struct event_timer;
@@ -87,6 +89,10 @@ struct smtpd_config {
 	bool smtputf8;
 	bool peername_lookup;
 	struct dns_client *dns; /* for the client name lookup, or NULL */
+	struct anvil_client *anvil; /* connection counting, or NULL (no limits) */
+	unsigned conn_count_limit;
+	unsigned conn_rate_limit;
+	struct net_list *limit_exceptions;
 	enum smtpd_bare_newline bare_newline;
 	int bare_newline_reject_code;
 	enum smtpd_tls_level tls_level;
@@ -207,6 +213,8 @@ struct smtpd_session {
 	bool tls_done_once;
 	struct event_timer *sleep_timer;
 	struct dns_query *peer_query; /* client name lookup in progress */
+	struct anvil_request *anvil_req; /* connection count in progress */
+	bool anvil_counted; /* anvil counts this connection: tell it the end */
 	bool sleeping;
 	bool dispatching; /* inside session_input(): do not free */
 	unsigned counts_ok[SMTPD_C_COUNT];

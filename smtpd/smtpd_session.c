@@ -16,6 +16,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "mail/anvil_client.h"
 #include "mail/dns.h"
 #include "mail/match_list.h"
 #include "mail/queue.h"
@@ -59,12 +60,54 @@ static void session_set_peer(struct smtpd_session *s, const struct sockaddr *pee
 	s->bare_newline_excluded = net_list_match(smtpd_config.bare_newline_exclusions, peer);
 }
 
-/* session_greet: the client's name is known: log and send the banner. */
+/* session_greet: the client is let in: log and send the banner. */
 static void session_greet(struct smtpd_session *s)
 {
+	netconn_pause_input(s->conn, false);
 	msg_info("connect from %s", s->namaddr);
 	smtpd_reply(s, "220 %s", smtpd_config.banner);
 	netconn_flush(s->conn);
+}
+
+/* session_refuse: over a per-client limit: Postfix's 421 and log line. */
+static void session_refuse(struct smtpd_session *s, const char *what, unsigned value)
+{
+	msg_info("connect from %s", s->namaddr);
+	msg_warn("%s limit exceeded: %u from %s for service %s", what, value, s->namaddr,
+		 multi_server_service_name());
+	smtpd_reply(s, "421 4.7.0 %s Error: too many connections from %s", smtpd_config.myhostname,
+		    s->client_addr);
+	smtpd_session_close(s);
+	netconn_flush(s->conn);
+}
+
+/* session_anvil_done: the client's connection count and rate. When anvil
+ * cannot answer (status < 0) the client is let in: limits are best effort,
+ * never a reason to refuse all mail. */
+static void session_anvil_done(void *ctx, int status, unsigned count, unsigned rate)
+{
+	struct smtpd_session *s = ctx;
+	s->anvil_req = NULL;
+	if (status == 0)
+		s->anvil_counted = true;
+	if (status == 0 && smtpd_config.conn_count_limit > 0 && count > smtpd_config.conn_count_limit)
+		session_refuse(s, "Connection concurrency", count);
+	else if (status == 0 && smtpd_config.conn_rate_limit > 0 && rate > smtpd_config.conn_rate_limit)
+		session_refuse(s, "Connection rate", rate);
+	else
+		session_greet(s);
+}
+
+/* session_check_limits: ask anvil, unless the client is exempt. */
+static void session_check_limits(struct smtpd_session *s)
+{
+	if (smtpd_config.anvil == NULL ||
+	    net_list_match(smtpd_config.limit_exceptions, (const struct sockaddr *)&s->peer)) {
+		session_greet(s);
+		return;
+	}
+	s->anvil_req = anvil_connect(smtpd_config.anvil, multi_server_service_name(), s->client_addr,
+				     session_anvil_done, s);
 }
 
 /* session_peer_found: Postfix's rule: the name counts only when the
@@ -77,12 +120,11 @@ static void session_peer_found(void *ctx, const struct dns_peer *peer)
 		str_copy(s->client_name, sizeof(s->client_name), peer->name);
 		snprintf(s->namaddr, sizeof(s->namaddr), "%s[%s]", s->client_name, s->client_addr);
 	}
-	netconn_pause_input(s->conn, false);
-	session_greet(s);
+	session_check_limits(s);
 }
 
-/* smtpd_session_start: a new client; look up its name (when asked) and
- * greet it. Input waits until then: nothing is read before the banner. */
+/* smtpd_session_start: a new client: its name (when asked), its limits,
+ * then the banner. Nothing is read before the banner. */
 void smtpd_session_start(int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
 	struct smtpd_session *s = xcalloc(1, sizeof(*s));
@@ -93,15 +135,13 @@ void smtpd_session_start(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	s->conn = netconn_create(multi_server_loop(), fd, &session_callbacks, s);
 	netconn_set_timeout(s->conn, smtpd_config.timeout_ms);
 	netconn_set_input_limit(s->conn, smtpd_config.line_length_limit + 64 * 1024);
-	if (smtpd_config.dns != NULL) {
-		netconn_pause_input(s->conn, true);
+	netconn_pause_input(s->conn, true);
+	if (smtpd_config.dns != NULL)
 		s->peer_query = dns_peername(smtpd_config.dns, peer, session_peer_found, s);
-		return;
-	}
-	session_greet(s);
+	else
+		session_check_limits(s);
 }
 
-/* smtpd_session_close: end the session after the pending output is sent. */
 /* The session is freed later, by session_input() or session_drained(),
  * never under the caller's feet. */
 void smtpd_session_close(struct smtpd_session *s)
@@ -153,6 +193,10 @@ static void session_free(struct smtpd_session *s)
 		event_timer_remove(&s->sleep_timer);
 	if (s->peer_query != NULL)
 		dns_cancel(&s->peer_query);
+	if (s->anvil_req != NULL)
+		anvil_cancel(&s->anvil_req);
+	else if (s->anvil_counted)
+		anvil_disconnect(smtpd_config.anvil, multi_server_service_name(), s->client_addr);
 	netconn_free(&s->conn);
 	free(s->helo_name);
 	free(s);

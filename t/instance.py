@@ -35,6 +35,7 @@ SERVICES = [
     ("pop3", 2110, "pop3d", {}),
     ("pop3s", 2995, "pop3d", {}),
     ("lmtp", 2024, "lmtpd", {}),
+    ("anvil", None, "anvil", {}),  # a unix service: per-client limits
 ]
 
 
@@ -62,7 +63,11 @@ def services(build):
     """The master.cf services whose programs exist in build."""
     out = {}
     for name, port, program, options in SERVICES:
-        if os.path.exists(os.path.join(build, pt.PROGRAMS[program])):
+        if not os.path.exists(os.path.join(build, pt.PROGRAMS[program])):
+            continue
+        if port is None:
+            out[name] = {"command": program, "type": "unix", "maxproc": 1}
+        else:
             out[name] = {"command": program, "port": port, "options": options}
     return out
 
@@ -104,7 +109,8 @@ def banner(inst, svc, users):
     """How to use the demo."""
     print("Petrel demo instance in %s" % inst.dir)
     for name, spec in svc.items():
-        print("  %-12s 127.0.0.1:%d (%s)" % (name, spec["port"], spec["command"]))
+        if "port" in spec:
+            print("  %-12s 127.0.0.1:%d (%s)" % (name, spec["port"], spec["command"]))
     print("Users (also in %s/demo-users):" % inst.dir)
     for u, p in users.items():
         print("  %s@%s  password %s" % (u, DOMAIN, p))

@@ -66,6 +66,7 @@ BUILD = os.environ.get("PETREL_BUILDDIR",
 PROGRAMS = {
     "master": "master/master",
     "smtpd": "smtpd/smtpd",
+    "anvil": "anvil/anvil",
     "qmgr": "qmgr/qmgr",
     "lmtpd": "lmtpd/lmtpd",
     "imapd": "imapd/imapd",
