@@ -11,6 +11,8 @@ smtpd_smtpd_SOURCES = \
 smtpd_smtpd_LDADD = $(PETREL_LIBS)
 dist_man_MANS += doc/smtpd.8
 
-E2E_TESTS += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py t/e2e-smtpd-limits.py
+E2E_TESTS += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py t/e2e-smtpd-limits.py \
+	t/e2e-logformat.py
 EXTRA_DIST += t/e2e-smtpd.py t/e2e-smtpd-badinput.py t/e2e-smtpd-dns.py t/e2e-smtpd-limits.py \
+	t/e2e-logformat.py \
 	t/smtp_raw.py

@@ -235,18 +235,16 @@ static void smtpd_table_changed(const char *path)
 }
 
 /* smtpd_open_anvil: per-client connection limits through anvil(8), at
- * private/anvil as seen from this process (inside the chroot or not). The
- * message and recipient rate limits are not enforced yet: say so. */
+ * private/anvil as seen from this process (inside the chroot or not). */
 static void smtpd_open_anvil(void)
 {
 	struct smtpd_config *c = &smtpd_config;
 	c->conn_count_limit = (unsigned)config_int("smtpd_client_connection_count_limit");
 	c->conn_rate_limit = (unsigned)config_int("smtpd_client_connection_rate_limit");
-	if (config_int("smtpd_client_message_rate_limit") > 0 ||
-	    config_int("smtpd_client_recipient_rate_limit") > 0)
-		msg_warn("smtpd_client_message_rate_limit and smtpd_client_recipient_rate_limit "
-			 "are not implemented yet and are ignored");
-	if (c->conn_count_limit == 0 && c->conn_rate_limit == 0)
+	c->message_rate_limit = (unsigned)config_int("smtpd_client_message_rate_limit");
+	c->rcpt_rate_limit = (unsigned)config_int("smtpd_client_recipient_rate_limit");
+	if (c->conn_count_limit == 0 && c->conn_rate_limit == 0 && c->message_rate_limit == 0 &&
+	    c->rcpt_rate_limit == 0)
 		return;
 	struct str path = STR_INIT;
 	str_printf(&path, "%s/private/anvil", multi_server_queue_dir());

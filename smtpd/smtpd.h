@@ -92,6 +92,8 @@ struct smtpd_config {
 	struct anvil_client *anvil; /* connection counting, or NULL (no limits) */
 	unsigned conn_count_limit;
 	unsigned conn_rate_limit;
+	unsigned message_rate_limit;
+	unsigned rcpt_rate_limit;
 	struct net_list *limit_exceptions;
 	enum smtpd_bare_newline bare_newline;
 	int bare_newline_reject_code;
@@ -215,6 +217,10 @@ struct smtpd_session {
 	struct dns_query *peer_query; /* client name lookup in progress */
 	struct anvil_request *anvil_req; /* connection count in progress */
 	bool anvil_counted; /* anvil counts this connection: tell it the end */
+	bool limits_exempt; /* smtpd_client_event_limit_exceptions */
+	struct anvil_request *rate_req; /* MAIL/RCPT rate check in progress */
+	char *suspended_line; /* the command waiting for rate_req */
+	bool rate_checked; /* re-running suspended_line: don't ask again */
 	bool sleeping;
 	bool dispatching; /* inside session_input(): do not free */
 	unsigned counts_ok[SMTPD_C_COUNT];
@@ -235,6 +241,9 @@ void smtpd_transaction_reset(struct smtpd_session *s);
 void smtpd_count(struct smtpd_session *s, enum smtpd_counter c, bool ok);
 /* smtpd_count_error: an error that got no 4xx/5xx reply (junk commands). */
 void smtpd_count_error(struct smtpd_session *s);
+
+/* smtpd_session_resume: after a suspended command: read on. */
+void smtpd_session_resume(struct smtpd_session *s);
 
 /* smtpd_cmd.c */
 /* smtpd_cmd_dispatch: run one command line (no CRLF). */

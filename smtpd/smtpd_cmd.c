@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mail/anvil_client.h"
 #include "mail/queue.h"
+#include "server/multi_server.h"
 #include "server/netconn.h"
 #include "smtpd/smtpd.h"
 #include "util/alloc.h"
@@ -448,6 +450,51 @@ static bool cmd_non_smtp(const char *verb, size_t verb_len)
 	return verb_len > 1 && verb[verb_len - 1] == ':';
 }
 
+/* cmd_rate_done: anvil's count of MAIL (or RCPT) commands from this
+ * client in the time unit. Over the limit: Postfix's 450; otherwise the
+ * command runs. Anvil unreachable: the command runs (best effort). */
+static void cmd_rate_done(void *ctx, int status, unsigned count, unsigned rate)
+{
+	struct smtpd_session *s = ctx;
+	char *line = s->suspended_line;
+	bool mail = str_prefix_icase(line, "MAIL");
+	unsigned limit = mail ? smtpd_config.message_rate_limit : smtpd_config.rcpt_rate_limit;
+	s->rate_req = NULL;
+	s->suspended_line = NULL;
+	if (status == 0 && rate > limit) {
+		msg_warn("%s rate limit exceeded: %u from %s for service %s",
+			 mail ? "Message delivery request" : "Recipient address", rate, s->namaddr,
+			 multi_server_service_name());
+		smtpd_count(s, mail ? SMTPD_C_MAIL : SMTPD_C_RCPT, false);
+		smtpd_reply(s, "450 4.7.1 Error: too %s from %s", mail ? "much mail" : "many recipients",
+			    s->client_addr);
+	} else {
+		s->rate_checked = true;
+		smtpd_cmd_dispatch(s, line, strlen(line));
+		s->rate_checked = false;
+	}
+	free(line);
+	smtpd_session_resume(s);
+}
+
+/* cmd_rate_suspend: MAIL and RCPT wait for anvil when their rate is
+ * limited (smtpd_client_message_rate_limit, ..._recipient_rate_limit);
+ * true when the command was suspended. */
+static bool cmd_rate_suspend(struct smtpd_session *s, const struct smtpd_cmd *c, const char *line)
+{
+	bool mail = c->counter == SMTPD_C_MAIL;
+	unsigned limit = mail ? smtpd_config.message_rate_limit : smtpd_config.rcpt_rate_limit;
+	if ((c->counter != SMTPD_C_MAIL && c->counter != SMTPD_C_RCPT) || limit == 0 ||
+	    s->rate_checked || s->limits_exempt || smtpd_config.anvil == NULL)
+		return false;
+	s->suspended_line = xstrdup(line);
+	netconn_pause_input(s->conn, true);
+	const char *svc = multi_server_service_name();
+	s->rate_req = mail ? anvil_message(smtpd_config.anvil, svc, s->client_addr, cmd_rate_done, s)
+			   : anvil_rcpt(smtpd_config.anvil, svc, s->client_addr, cmd_rate_done, s);
+	return true;
+}
+
 void smtpd_cmd_dispatch(struct smtpd_session *s, char *line, size_t len)
 {
 	size_t verb_len = strcspn(line, " ");
@@ -459,7 +506,7 @@ void smtpd_cmd_dispatch(struct smtpd_session *s, char *line, size_t len)
 		s->last_command = c->name;
 		if (c->junk && ++s->junk_count > smtpd_config.junk_command_limit)
 			smtpd_count_error(s);
-		if (s->state == SMTPD_STATE_CLOSING)
+		if (s->state == SMTPD_STATE_CLOSING || cmd_rate_suspend(s, c, line))
 			return;
 		c->fn(s, arg);
 		return;

@@ -101,8 +101,9 @@ static void session_anvil_done(void *ctx, int status, unsigned count, unsigned r
 /* session_check_limits: ask anvil, unless the client is exempt. */
 static void session_check_limits(struct smtpd_session *s)
 {
-	if (smtpd_config.anvil == NULL ||
-	    net_list_match(smtpd_config.limit_exceptions, (const struct sockaddr *)&s->peer)) {
+	s->limits_exempt =
+		net_list_match(smtpd_config.limit_exceptions, (const struct sockaddr *)&s->peer);
+	if (smtpd_config.anvil == NULL || s->limits_exempt) {
 		session_greet(s);
 		return;
 	}
@@ -193,6 +194,9 @@ static void session_free(struct smtpd_session *s)
 		event_timer_remove(&s->sleep_timer);
 	if (s->peer_query != NULL)
 		dns_cancel(&s->peer_query);
+	if (s->rate_req != NULL)
+		anvil_cancel(&s->rate_req);
+	free(s->suspended_line);
 	if (s->anvil_req != NULL)
 		anvil_cancel(&s->anvil_req);
 	else if (s->anvil_counted)
@@ -356,7 +360,7 @@ static void session_input(void *ctx)
 	struct str *in = netconn_input(s->conn);
 	bool progress = true;
 	s->dispatching = true;
-	while (progress && !s->sleeping) {
+	while (progress && !s->sleeping && s->suspended_line == NULL) {
 		switch (s->state) {
 		case SMTPD_STATE_COMMAND:
 			progress = session_take_line(s, in);
@@ -377,6 +381,12 @@ static void session_input(void *ctx)
 	s->dispatching = false;
 	if (s->state == SMTPD_STATE_CLOSING && netconn_output_pending(s->conn) == 0)
 		session_closed(s, NULL);
+}
+
+void smtpd_session_resume(struct smtpd_session *s)
+{
+	netconn_pause_input(s->conn, false);
+	session_input(s);
 }
 
 /* session_tls_done: RFC 3207: the session starts over after the handshake. */

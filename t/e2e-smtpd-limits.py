@@ -72,6 +72,33 @@ def test_rate_limit(inst):
     inst.wait_log(r"warning: Connection rate limit exceeded: 5 from unknown\[127\.0\.0\.1\] for service \S+")
 
 
+@pt.instance(services={"smtp": "smtpd", "anvil": ANVIL}, ipv6=False, main_cf=[
+    "smtpd_client_message_rate_limit = 2",
+    "smtpd_client_recipient_rate_limit = 3",
+    "anvil_rate_time_unit = 60s",
+    "smtpd_client_event_limit_exceptions =",
+])
+def test_message_and_recipient_rates(inst):
+    """MAIL past the message rate and RCPT past the recipient rate get 450,
+    also when pipelined"""
+    c, (code, _) = greet(inst)
+    assert code == 220
+    assert c.cmd("EHLO client.test")[0] == 250
+    # Pipelined: the replies come back in order while smtpd asks anvil.
+    c.send("MAIL FROM:<a@client.test>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<postmaster>\r\n"
+           "RCPT TO:<postmaster>\r\nRCPT TO:<postmaster>\r\nRSET\r\n")
+    codes = [c.reply()[0] for _ in range(6)]
+    assert codes == [250, 250, 250, 250, 450, 250], codes
+    assert c.cmd("MAIL FROM:<a@client.test>")[0] == 250
+    assert c.cmd("RSET")[0] == 250
+    code, text = c.cmd("MAIL FROM:<a@client.test>")
+    assert code == 450 and "too much mail from 127.0.0.1" in text, (code, text)
+    assert c.cmd("QUIT")[0] == 221
+    c.close()
+    inst.wait_log(r"warning: Message delivery request rate limit exceeded: 3 from unknown\[127\.0\.0\.1\]")
+    inst.wait_log(r"warning: Recipient address rate limit exceeded: 4 from unknown\[127\.0\.0\.1\]")
+
+
 @pt.instance(services={"smtp": "smtpd"}, ipv6=False, main_cf=[
     "smtpd_client_connection_count_limit = 1",
     "smtpd_client_event_limit_exceptions =",
