@@ -1,0 +1,1 @@
+# cli/newaliases.mk: build lines (see the module's header).

@@ -1,0 +1,1 @@
+# cli/postsuper.mk: build lines (see the module's header).

@@ -1,0 +1,1 @@
+# cli/pw.mk: build lines (see the module's header).

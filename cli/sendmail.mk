@@ -1,0 +1,1 @@
+# cli/sendmail.mk: build lines (see the module's header).

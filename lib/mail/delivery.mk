@@ -1,0 +1,1 @@
+# lib/mail/delivery.mk: build lines (see the module's header).

@@ -1,0 +1,1 @@
+# lib/mail/dsn.mk: build lines (see the module's header).

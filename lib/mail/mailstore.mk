@@ -1,0 +1,1 @@
+# lib/mail/mailstore.mk: build lines (see the module's header).

@@ -1,0 +1,1 @@
+# lmtpd/local.mk: build lines (see the module's header).

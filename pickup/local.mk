@@ -1,0 +1,1 @@
+# pickup/local.mk: build lines (see the module's header).

@@ -1,0 +1,1 @@
+# qmgr/local.mk: build lines (see the module's header).

@@ -1,0 +1,1 @@
+# smtp-client/local.mk: build lines (see the module's header).
