@@ -4,13 +4,12 @@
  * subdirectories (incoming active deferred hold corrupt maildrop pid
  * private public) if they are missing. When the master runs as root the
  * daemons are mail_owner, so every subdirectory but pid/ (the master's
- * own) is handed to mail_owner, and public/ is opened to setgid_group as
- * Postfix has it. */
+ * own) is handed to mail_owner; maildrop/ (1733) and public/ (0711) are
+ * open to local users, since Petrel's sendmail is not setgid. */
 #include <config.h>
 
 #include <dirent.h>
 #include <errno.h>
-#include <grp.h>
 #include <pwd.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,13 +26,17 @@ static void master_dirs_owner(const char *queue_dir, const char *name, uid_t uid
 {
 	struct str path = STR_INIT;
 	str_printf(&path, "%s/%s", queue_dir, name);
-	if (strcmp(name, "public") == 0) {
-		struct group *gr = getgrnam(config_str("setgid_group"));
-		if (gr != NULL)
-			gid = gr->gr_gid;
-		if (chmod(str_c(&path), 0710) < 0)
-			msg_fatal("chmod(%s) failed: %m", str_c(&path));
-	}
+	/* Local submission without a setgid program: any user may drop a
+	 * file into maildrop/ (sticky, so nobody can remove another's file)
+	 * and reach the trigger fifos in public/ (their own modes decide who
+	 * may write). pickup treats maildrop files as untrusted input. */
+	mode_t mode = 0;
+	if (strcmp(name, "public") == 0)
+		mode = 0711;
+	else if (strcmp(name, "maildrop") == 0)
+		mode = 01733;
+	if (mode != 0 && chmod(str_c(&path), mode) < 0)
+		msg_fatal("chmod(%s) failed: %m", str_c(&path));
 	if (chown(str_c(&path), uid, gid) < 0)
 		msg_fatal("chown(%s) failed: %m", str_c(&path));
 	str_deinit(&path);
