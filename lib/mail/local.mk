@@ -3,3 +3,7 @@
 noinst_LIBRARIES += lib/mail/libmail.a
 LIBMAIL = lib/mail/libmail.a
 lib_mail_libmail_a_SOURCES = lib/mail/mail_log.c lib/mail/mail_log.h
+
+# libFuzzer targets for the decoders of untrusted bytes, built by hand (see
+# each file's header): IPC records and queue files.
+EXTRA_DIST += fuzz/fuzz-ipc.c fuzz/fuzz-queue.c
