@@ -18,9 +18,8 @@
  *	count 3 for (smtp:192.0.2.1) at Nov 22 21:32:00").
  *
  *	The state lives in memory only, so there must be one process
- *	(process limit 1) and it must not retire after max_use clients or
- *	when idle: main() sets max_use and max_idle to their maximum before
- *	master.cf's -o options, which still win.
+ *	(process limit 1) and it never retires after max_use clients or when
+ *	idle (a resident multi_server).
  *
  * SECURITY
  *	Talks only to local daemons over a socket in private/; runs as
@@ -443,23 +442,10 @@ static const struct multi_server_ops anvil_ops = {
 	.post_init = anvil_post_init,
 	.accept = anvil_accept,
 	.pre_exit = anvil_pre_exit,
+	.resident = true, /* in-memory counts: never retire */
 };
 
-/* main: the skeleton, with anvil's own max_use and max_idle defaults. */
 int main(int argc, char **argv)
 {
-	/* In-memory state: never retire for max_use or max_idle. These come
-	 * before the master's options, so a master.cf -o still wins. */
-	static char *const defaults[] = { "-o", "max_use=2147483647", "-o", "max_idle=3650d" };
-	int n = (int)N_ELEMENTS(defaults);
-	int total = (argc > 0 ? argc : 1) + n;
-	char **args = xcalloc((size_t)total + 1, sizeof(*args));
-	args[0] = argc > 0 ? argv[0] : "anvil";
-	for (int i = 0; i < n; i++)
-		args[1 + i] = defaults[i];
-	for (int i = 1; i < argc; i++)
-		args[n + i] = argv[i];
-	int status = multi_server_main(total, args, "anvil", &anvil_ops, NULL);
-	free(args);
-	return status;
+	return multi_server_main(argc, argv, "anvil", &anvil_ops, NULL);
 }

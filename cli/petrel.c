@@ -225,6 +225,8 @@ int main(int argc, char **argv)
 
 	msg_init("petrel");
 	msg_set_target(MSG_TARGET_TTY);
+	if (argc > 1 && strcmp(argv[1], "pw") == 0 && execv(PETREL_SBINDIR "/petrel-pw", argv + 1) < 0)
+		msg_fatal("execv(%s/petrel-pw) failed: %m", PETREL_SBINDIR); /* petrel pw: cli/pw.c */
 	if (getenv("MAIL_CONFIG") != NULL)
 		petrel_config_dir = getenv("MAIL_CONFIG");
 	while ((ch = getopt(argc, argv, "c:v")) != -1) {

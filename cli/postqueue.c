@@ -16,7 +16,18 @@
  *
  *	-c names the configuration directory (default: $MAIL_CONFIG, else
  *	the compiled-in one); queue_directory comes from its main.cf.
- *	-f, -i and -s are recognised but not implemented yet.
+ *
+ *	-f asks the queue manager to retry every deferred message now ('F'
+ *	on public/qmgr). -i queue_id makes that deferred message due now
+ *	(its modification time, the time of the next attempt, set to now)
+ *	and wakes the queue manager ('I'); -s site does the same for every
+ *	deferred message with a pending recipient in the domain site (no
+ *	fast_flush_domains restriction: any site may be flushed). When the
+ *	queue manager is not running, postqueue says "Mail system is down
+ *	-- accessing queue directly" and still makes the messages due (for
+ *	-f: every deferred message), so they go out when it starts. A
+ *	malformed queue ID or site is "Invalid request" (exit 64, as
+ *	Postfix); a queue ID that is not deferred is silently ignored.
  * SECURITY
  *	postqueue reads queue files directly, so it works only for a user
  *	who may read the queue (root or the mail owner); it is installed
@@ -26,13 +37,18 @@
  *	UTF-8 replaced by '?'.
  * DIAGNOSTICS
  *	Problems go to stderr as "postqueue: warning: ..." or "postqueue:
- *	fatal: ..."; the exit status is 1 after a fatal error, else 0. */
+ *	fatal: ..."; the exit status is 1 after a fatal error (64 for an
+ *	invalid -i or -s argument), else 0. */
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -259,6 +275,143 @@ static void postqueue_list(const char *queue_dir, bool json)
 	}
 }
 
+/* postqueue_fatal_status: a fatal error with Postfix's exit status (the
+ * sysexits.h codes postqueue uses), in msg_fatal's format. */
+static void ATTR_NORETURN ATTR_FORMAT(2, 3) postqueue_fatal_status(int status, const char *fmt,
+								    ...)
+{
+	char text[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	fflush(stdout);
+	fprintf(stderr, "%s: fatal: %s\n", msg_program(), text);
+	exit(status);
+}
+
+/* postqueue_trigger: one byte to the queue manager's fifo, without
+ * waiting. false when nobody listens (ENXIO: qmgr not running, or no fifo
+ * yet), so the caller can act on the queue directly. */
+static bool postqueue_trigger(const char *queue_dir, char byte)
+{
+	struct str path = STR_INIT;
+	struct stat st;
+	bool ok = false;
+
+	str_printf(&path, "%s/public/qmgr", queue_dir);
+	int fd = open(str_c(&path), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+		/* A full fifo (EAGAIN) already holds a wake-up. */
+		ok = write(fd, &byte, 1) == 1 || errno == EAGAIN;
+	} else if (fd < 0 && errno != ENXIO && errno != ENOENT) {
+		msg_warn("open(%s) failed: %m", str_c(&path));
+	}
+	if (fd >= 0)
+		close(fd);
+	str_deinit(&path);
+	if (!ok)
+		msg_warn("Mail system is down -- accessing queue directly");
+	return ok;
+}
+
+/* postqueue_make_due: set the mtime of deferred/id (its next attempt) to
+ * now. false when it is not in deferred/. */
+static bool postqueue_make_due(const char *queue_dir, const char *id)
+{
+	struct str path = STR_INIT;
+	bool ok;
+
+	str_printf(&path, "%s/%s/%s", queue_dir, QUEUE_DEFERRED, id);
+	ok = utimensat(AT_FDCWD, str_c(&path), NULL, AT_SYMLINK_NOFOLLOW) == 0;
+	if (!ok && errno != ENOENT)
+		msg_fatal("utimensat(%s) failed: %m", str_c(&path));
+	str_deinit(&path);
+	return ok;
+}
+
+/* postqueue_site_valid: a domain name or [address] as -s takes it. */
+static bool postqueue_site_valid(const char *site)
+{
+	size_t len = strlen(site);
+
+	if (len == 0 || len > 255 || site[0] == '.' || site[0] == '-')
+		return false;
+	for (const char *p = site; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (!(c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || strchr(".-_[]:", c) != NULL))
+			return false;
+	}
+	return true;
+}
+
+/* postqueue_has_site: a pending recipient of qf is in domain site. */
+static bool postqueue_has_site(const struct queue_file *qf, const char *site)
+{
+	for (size_t i = 0; i < qf->rcpt_count; i++) {
+		const char *at = strrchr(qf->rcpts[i].address, '@');
+		if (qf->rcpts[i].status == QUEUE_RCPT_PENDING && at != NULL &&
+		    str_eq_icase(at + 1, site))
+			return true;
+	}
+	return false;
+}
+
+/* postqueue_due_site: make due every deferred message for site (every
+ * one when site is NULL). */
+static void postqueue_due_site(const char *queue_dir, const char *site)
+{
+	struct str path = STR_INIT;
+	const char *error, *id;
+	struct queue_scan *scan = queue_scan_open(queue_dir, QUEUE_DEFERRED, &error);
+
+	if (scan == NULL) {
+		if (errno == ENOENT)
+			return;
+		msg_fatal("%s", error);
+	}
+	while ((id = queue_scan_next(scan)) != NULL) {
+		bool match = site == NULL;
+		if (!match) {
+			str_clear(&path);
+			str_printf(&path, "%s/%s/%s", queue_dir, QUEUE_DEFERRED, id);
+			struct queue_file *qf = queue_file_read(str_c(&path), &error);
+			if (qf == NULL && errno != ENOENT)
+				msg_warn("%s", error);
+			match = qf != NULL && postqueue_has_site(qf, site);
+			queue_file_free(&qf);
+		}
+		if (match)
+			postqueue_make_due(queue_dir, id);
+	}
+	queue_scan_close(&scan);
+	str_deinit(&path);
+}
+
+/* postqueue_flush: -f, -i and -s. */
+static void postqueue_flush(const char *queue_dir, enum postqueue_mode mode, const char *arg)
+{
+	if (access(queue_dir, X_OK) < 0)
+		msg_fatal("access(%s) failed: %m", queue_dir);
+	if (mode == POSTQUEUE_FLUSH) {
+		if (!postqueue_trigger(queue_dir, 'F'))
+			postqueue_due_site(queue_dir, NULL);
+		return;
+	}
+	if (mode == POSTQUEUE_DELIVER_ID) {
+		if (!queue_id_valid(arg))
+			postqueue_fatal_status(EX_USAGE, "Invalid request: \"%s\"", arg);
+		postqueue_make_due(queue_dir, arg);
+	} else {
+		if (!postqueue_site_valid(arg))
+			postqueue_fatal_status(EX_USAGE, "Invalid request: \"%s\"", arg);
+		postqueue_due_site(queue_dir, arg);
+	}
+	postqueue_trigger(queue_dir, 'I');
+}
+
 static void ATTR_NORETURN postqueue_usage(void)
 {
 	msg_fatal("usage: %s [-v] [-c config_dir] -p | -j | -f | -i queue_id | -s site",
@@ -280,7 +433,7 @@ int main(int argc, char **argv)
 	bool mailq = strcmp(name, "mailq") == 0;
 	enum postqueue_mode mode = POSTQUEUE_NONE;
 	const char *config_dir = getenv("MAIL_CONFIG");
-	const char *error;
+	const char *error, *arg = NULL;
 	int c;
 
 	msg_init(mailq ? "mailq" : "postqueue");
@@ -295,6 +448,7 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			postqueue_set_mode(&mode, POSTQUEUE_DELIVER_ID);
+			arg = optarg;
 			break;
 		case 'j':
 			postqueue_set_mode(&mode, POSTQUEUE_JSON);
@@ -304,6 +458,7 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			postqueue_set_mode(&mode, POSTQUEUE_DELIVER_SITE);
+			arg = optarg;
 			break;
 		case 'v':
 			msg_verbose++;
@@ -316,11 +471,6 @@ int main(int argc, char **argv)
 		postqueue_usage();
 	if (mailq && mode == POSTQUEUE_NONE)
 		mode = POSTQUEUE_LIST;
-	if (mode == POSTQUEUE_FLUSH || mode == POSTQUEUE_DELIVER_ID ||
-	    mode == POSTQUEUE_DELIVER_SITE)
-		msg_fatal("-%c: not implemented", mode == POSTQUEUE_FLUSH	 ? 'f' :
-						  mode == POSTQUEUE_DELIVER_ID ? 'i' :
-										 's');
 	if (mode == POSTQUEUE_NONE)
 		postqueue_usage();
 
@@ -328,6 +478,10 @@ int main(int argc, char **argv)
 		config_dir = PETREL_SYSCONFDIR;
 	if (!config_load(config_dir, false, &error))
 		msg_fatal("%s", error);
-	postqueue_list(config_str("queue_directory"), mode == POSTQUEUE_JSON);
+	if (mode == POSTQUEUE_FLUSH || mode == POSTQUEUE_DELIVER_ID ||
+	    mode == POSTQUEUE_DELIVER_SITE)
+		postqueue_flush(config_str("queue_directory"), mode, arg);
+	else
+		postqueue_list(config_str("queue_directory"), mode == POSTQUEUE_JSON);
 	return 0;
 }

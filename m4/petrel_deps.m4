@@ -24,7 +24,7 @@ AC_DEFUN([PETREL_CHECK_DEPS], [
   AC_CHECK_HEADER([crypt.h], [],
     [AC_MSG_ERROR([crypt.h not found: apt-get install libcrypt-dev])])
   petrel_save_LIBS=$LIBS
-  AC_SEARCH_LIBS([crypt_r], [crypt], [],
+  AC_SEARCH_LIBS([crypt_gensalt_rn], [crypt], [],
     [AC_MSG_ERROR([libcrypt not found: apt-get install libcrypt-dev])])
   CRYPT_LIBS=$LIBS
   LIBS=$petrel_save_LIBS

@@ -81,8 +81,9 @@ void master_wakeup_start(struct master_service *serv)
 	if (serv->wakeup == 0 || serv->removed || serv->type == MASTER_CF_INET ||
 	    serv->wakeup_timer != NULL || (serv->wakeup_conditional && !serv->used))
 		return;
-	serv->wakeup_timer = event_timer_add(master_loop, serv->wakeup * 1000u, master_wakeup_event,
-					     serv);
+	/* The first trigger goes out at once, as Postfix's master does: qmgr
+	 * and pickup start with the master and look at their queues. */
+	serv->wakeup_timer = event_timer_add(master_loop, 0, master_wakeup_event, serv);
 }
 
 /* master_wakeup_stop: disarm and free the timer. */

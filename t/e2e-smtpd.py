@@ -295,12 +295,21 @@ def test_privsep(inst_unused):
     inst.start()
     try:
         qid = send_smtplib(inst, "privsep-1", tls=True)
-        pids = inst.child_pids("smtp")
-        assert pids
-        for pid in pids:
-            assert os.readlink("/proc/%d/root" % pid) == inst.queue, pid
-            uid = [l for l in open("/proc/%d/status" % pid) if l.startswith("Uid:")][0].split()
-            assert uid[1] != "0" and uid[2] != "0", uid
+        def dropped():
+            """every smtpd chrooted and unprivileged (a child the master
+            has just started may not have dropped yet: wait for it)"""
+            pids = inst.child_pids("smtp")
+            for pid in pids:
+                try:
+                    root = os.readlink("/proc/%d/root" % pid)
+                    uid = [l for l in open("/proc/%d/status" % pid)
+                           if l.startswith("Uid:")][0].split()
+                except OSError:
+                    continue  # exited meanwhile
+                if root != inst.queue or uid[1] == "0" or uid[2] == "0":
+                    return False
+            return bool(pids)
+        pt.wait_for(dropped, timeout=10, what="smtpd chrooted and unprivileged")
         c = SMTPRaw("127.0.0.1", inst.port("smtp"))
         c.reply()
         c.cmd("EHLO client.test")

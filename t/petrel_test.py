@@ -74,6 +74,7 @@ PROGRAMS = {
     "smtp-client": "smtp-client/smtp-client",
     "submission": "submission/submission",
     "echo-daemon": "t/echo-daemon",
+    "pickup": "pickup/pickup",
 }
 
 

@@ -176,8 +176,8 @@ static void multi_server_config(void)
 		if (!ok)
 			msg_fatal("-o %s: %s", o, error);
 	}
-	ms.max_use = config_int("max_use");
-	ms.max_idle = config_time("max_idle");
+	ms.max_use = ms.ops->resident ? 0 : config_int("max_use");
+	ms.max_idle = ms.ops->resident ? 0 : config_time("max_idle");
 }
 
 

@@ -78,6 +78,9 @@ struct multi_server_ops {
 	/* pre_exit: the loop is over: close and free what is left. May be
 	 * NULL. */
 	void (*pre_exit)(void *ctx);
+	/* resident: the process keeps state in memory (qmgr, anvil): it never
+	 * retires for max_use or max_idle, as Postfix's qmgr ignores them. */
+	bool resident;
 };
 
 /* multi_server_main: run the daemon; returns its exit status for main().

@@ -1,0 +1,434 @@
+/* newaliases.c: the postalias and newaliases commands: build and query
+ * alias databases. One program; the name it is run under picks the mode.
+ *
+ * SYNOPSIS
+ *	postalias [-Nfnoprsvw] [-c config_dir] [type:]file ...
+ *	postalias -q key|- [-fv] [-c config_dir] [type:]file ...
+ *	postalias -s [-fv] [-c config_dir] [type:]file
+ *	newaliases [-v] [-c config_dir]
+ * DESCRIPTION
+ *	As Postfix's postalias. Without -q or -s: compile each alias file
+ *	(the /etc/aliases format, see lib/mail/aliases.h) into file.lmdb.
+ *	Names are folded to lower case unless -f; values are stored as
+ *	written. Of duplicate names the first wins, with a warning; -w drops
+ *	the warning, -r makes the last one win. A bad line is warned about
+ *	("file, line N: reason") and skipped. As Postfix does, the database
+ *	also gets the entry "@" -> "@" (sendmail's "database complete" mark).
+ *	-N (default) stores keys and values with a trailing NUL as Postfix
+ *	does, -n without; lookups accept both.
+ *	-q key prints the value of key from the first database that has it
+ *	(exit 0; 1 if none has it); -q - reads keys from standard input and
+ *	prints "key:<TAB>value" for each one found. -s prints every
+ *	"key:<TAB>value" of the first database.
+ *	newaliases rebuilds every lmdb:, hash: or btree: table named in
+ *	alias_database (default hash:/etc/aliases, so /etc/aliases.lmdb);
+ *	other table types there are skipped with a warning.
+ *	A name without "type:" has the type default_database_type; -c names
+ *	the configuration directory (default: $MAIL_CONFIG, else the
+ *	compiled-in one; a missing main.cf there means the defaults). -o and
+ *	-p are as in postmap; -d and -i are not supported.
+ * SECURITY
+ *	The database is never changed in place: the new one is written to
+ *	file.lmdb.tmp, synced and renamed over file.lmdb (dict_lmdb.h), so
+ *	a reader never sees a half-written table. Run as root on a file
+ *	owned by another user, postalias works with that user's effective
+ *	IDs (unless -o). Targets ("|command", "/file", ":include:") are
+ *	stored as text; what may be delivered to is the queue manager's
+ *	decision.
+ * DIAGNOSTICS
+ *	"postalias: warning: ..." and "postalias: fatal: ..." on stderr;
+ *	exit 1 after a fatal error. */
+#include <config.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mail/aliases.h"
+#include "mail/config.h"
+#include "mail/dict_lmdb.h"
+#include "mail/maps.h"
+#include "util/alloc.h"
+#include "util/msg.h"
+#include "util/str.h"
+
+enum postalias_mode {
+	POSTALIAS_BUILD,
+	POSTALIAS_QUERY,
+	POSTALIAS_SEQ,
+};
+
+enum postalias_dup {
+	POSTALIAS_DUP_WARN,
+	POSTALIAS_DUP_IGNORE,
+	POSTALIAS_DUP_REPLACE,
+};
+
+struct postalias_opts {
+	enum postalias_mode mode;
+	bool mode_set;
+	const char *key; /* -q */
+	const char *config_dir;
+	bool fold, nul, as_owner, save_perm;
+	enum postalias_dup dup;
+	char *default_type;
+};
+
+/* One database build: the writer and what to warn about. */
+struct postalias_build {
+	const struct postalias_opts *opts;
+	struct dict_lmdb_writer *w;
+	const char *source;
+	const char *error;
+	struct str key;
+};
+
+/* postalias_usage: the synopsis, as Postfix prints it; exits. */
+static void ATTR_NORETURN postalias_usage(void)
+{
+	if (strcmp(msg_program(), "newaliases") == 0)
+		msg_fatal("usage: newaliases [-v] [-c config_dir]");
+	msg_fatal("usage: postalias [-Nfnoprsvw] [-c config_dir] [-q key] [map_type:]file...");
+}
+
+/* postalias_set_mode: only one of -q and -s, as Postfix requires. */
+static void postalias_set_mode(struct postalias_opts *o, enum postalias_mode mode,
+			       const char *key)
+{
+	if (o->mode_set)
+		msg_fatal("specify only one of -s -q or -d");
+	o->mode_set = true;
+	o->mode = mode;
+	o->key = key;
+}
+
+/* postalias_options: parse the command line; returns the first file. */
+static int postalias_options(int argc, char **argv, struct postalias_opts *o, bool newaliases)
+{
+	int c;
+
+	while ((c = getopt(argc, argv, newaliases ? "c:v" : "Nc:d:finopq:rsvw")) != -1) {
+		switch (c) {
+		case 'c':
+			o->config_dir = optarg;
+			break;
+		case 'f':
+			o->fold = false;
+			break;
+		case 'n':
+			o->nul = false;
+			break;
+		case 'N':
+			o->nul = true;
+			break;
+		case 'o':
+			o->as_owner = false;
+			break;
+		case 'p':
+			o->save_perm = false;
+			break;
+		case 'q':
+			postalias_set_mode(o, POSTALIAS_QUERY, optarg);
+			break;
+		case 'r':
+			o->dup = POSTALIAS_DUP_REPLACE;
+			break;
+		case 's':
+			postalias_set_mode(o, POSTALIAS_SEQ, NULL);
+			break;
+		case 'v':
+			msg_verbose++;
+			break;
+		case 'w':
+			o->dup = POSTALIAS_DUP_IGNORE;
+			break;
+		case 'd':
+		case 'i':
+			msg_fatal("option -%c is not supported", c);
+		default:
+			postalias_usage();
+		}
+	}
+	if (newaliases ? optind != argc : optind >= argc)
+		postalias_usage();
+	return optind;
+}
+
+/* postalias_config: main.cf, for default_database_type and alias_database. */
+static void postalias_config(struct postalias_opts *o)
+{
+	const char *dir = o->config_dir, *error, *type;
+	bool explicit = dir != NULL;
+	struct str path = STR_INIT;
+
+	if (dir == NULL && (dir = getenv("MAIL_CONFIG")) != NULL && *dir != '\0')
+		explicit = true;
+	if (dir == NULL || *dir == '\0')
+		dir = PETREL_SYSCONFDIR;
+	str_printf(&path, "%s/main.cf", dir);
+	if (!explicit && access(str_c(&path), F_OK) < 0)
+		config_load_defaults(dir);
+	else if (!config_load(dir, false, &error))
+		msg_fatal("%s", error);
+	str_deinit(&path);
+	type = config_str("default_database_type");
+	o->default_type = xstrdup(type != NULL && *type != '\0' ? type : "lmdb");
+}
+
+/* postalias_full_name: "type:name", with the default type for a bare name. */
+static char *postalias_full_name(const struct postalias_opts *o, const char *arg)
+{
+	struct str name = STR_INIT;
+	const char *colon = strchr(arg, ':'), *slash = strchr(arg, '/');
+
+	if (colon != NULL && (slash == NULL || colon < slash))
+		str_append(&name, arg);
+	else
+		str_printf(&name, "%s:%s", o->default_type, arg);
+	return str_steal(&name);
+}
+
+/* Root's own groups, saved before the first postalias_run_as(). */
+static gid_t *postalias_root_groups;
+static int postalias_root_ngroups = -1;
+
+/* postalias_run_as: as root, take the effective IDs of a file's owner;
+ * with uid 0, go back to root's own IDs (for the next file). */
+static void postalias_run_as(uid_t uid, gid_t gid)
+{
+	if (postalias_root_ngroups < 0) {
+		int n = getgroups(0, NULL);
+		if (n < 0)
+			msg_fatal("getgroups failed: %m");
+		postalias_root_groups = xcalloc((size_t)n + 1, sizeof(gid_t));
+		if ((postalias_root_ngroups = getgroups(n, postalias_root_groups)) < 0)
+			msg_fatal("getgroups failed: %m");
+	}
+	if (geteuid() != 0 && seteuid(0) < 0)
+		msg_fatal("seteuid(0) failed: %m");
+	if (uid == 0) {
+		if (setgroups((size_t)postalias_root_ngroups, postalias_root_groups) < 0 ||
+		    setegid(getgid()) < 0)
+			msg_fatal("cannot restore root's groups: %m");
+		return;
+	}
+	if (setgroups(1, &gid) < 0 || setegid(gid) < 0 || seteuid(uid) < 0)
+		msg_fatal("cannot run as uid %lu gid %lu: %m", (unsigned long)uid,
+			  (unsigned long)gid);
+}
+
+/* postalias_put: aliases_read() callback: one entry into the writer. */
+static int postalias_put(const char *name, const char *value, unsigned int lineno, void *ctx)
+{
+	struct postalias_build *b = ctx;
+
+	str_set(&b->key, name);
+	if (b->opts->fold)
+		maps_fold(b->key.data);
+	int ret = dict_lmdb_writer_put(b->w, str_c(&b->key), value,
+				       b->opts->dup == POSTALIAS_DUP_REPLACE, &b->error);
+	if (ret == 0 && b->opts->dup == POSTALIAS_DUP_WARN)
+		msg_warn("%s, line %u: duplicate entry: \"%s\"", b->source, lineno, str_c(&b->key));
+	return ret < 0 ? ret : 0;
+}
+
+/* postalias_load: feed fp to the writer until it fits and is committed;
+ * a restart (the map outgrew its first size) replays the input. */
+static void postalias_load(struct postalias_build *b, FILE *fp, size_t size_hint)
+{
+	const char *error = NULL;
+	int ret;
+
+	do {
+		if (dict_lmdb_writer_start(b->w, size_hint, &error) < 0)
+			msg_fatal("%s", error);
+		if (fseek(fp, 0, SEEK_SET) < 0)
+			msg_fatal("seek %s: %m", b->source);
+		b->error = NULL;
+		ret = aliases_read(fp, b->source, postalias_put, b, &error);
+		if (ret < 0 && b->error != NULL)
+			error = b->error;
+		/* Sendmail's "database complete" mark, as Postfix writes it. */
+		if (ret == 0 && (ret = dict_lmdb_writer_put(b->w, "@", "@", true, &error)) > 0)
+			ret = 0;
+		if (ret == 0)
+			ret = dict_lmdb_writer_commit(b->w, &error);
+	} while (ret == DICT_LMDB_RESTART);
+	if (ret < 0)
+		msg_fatal("%s", error);
+}
+
+/* postalias_build: compile one alias file into file.lmdb. */
+static void postalias_build(const struct postalias_opts *o, const char *name)
+{
+	const char *source = maps_name_lmdb(name), *error;
+	struct postalias_build b = { o, NULL, source, NULL, STR_INIT };
+	struct str db = STR_INIT;
+	struct stat st;
+	mode_t mode = 0644;
+	FILE *fp;
+
+	if (source == NULL || *source == '\0')
+		msg_fatal("table %s: cannot build this type (only lmdb:, hash:, btree:)", name);
+	if (getuid() == 0 && geteuid() != 0)
+		postalias_run_as(0, 0); /* back from the previous file's owner */
+	if ((fp = fopen(source, "re")) == NULL)
+		msg_fatal("open %s: %m", source);
+	if (fstat(fileno(fp), &st) < 0)
+		msg_fatal("fstat %s: %m", source);
+	if (o->save_perm && S_ISREG(st.st_mode))
+		mode &= st.st_mode | 0700; /* no group/other read the source lacks */
+	if (o->as_owner && getuid() == 0 && st.st_uid != 0)
+		postalias_run_as(st.st_uid, st.st_gid);
+	str_printf(&db, "%s%s", source, DICT_LMDB_SUFFIX);
+	b.w = dict_lmdb_writer_create(str_c(&db), o->nul ? DICT_LMDB_WRITER_NUL : 0, mode, &error);
+	if (b.w == NULL)
+		msg_fatal("%s", error);
+	postalias_load(&b, fp, (size_t)st.st_size);
+	dict_lmdb_writer_free(&b.w);
+	fclose(fp);
+	str_deinit(&db);
+	str_deinit(&b.key);
+}
+
+/* postalias_open: one table for -q and -s; fatal if it cannot be opened. */
+static struct maps *postalias_open(const struct postalias_opts *o, const char *name)
+{
+	const char *names[] = { name, NULL }, *error;
+	struct maps *maps = maps_create_flags(name, names, o->fold ? 0 : MAPS_FLAG_NO_FOLD, &error);
+
+	if (maps == NULL)
+		msg_fatal("%s", error);
+	return maps;
+}
+
+/* postalias_lookup: key in the first of names that has it; NULL if none.
+ * maps[] holds the tables opened so far (opened lazily, as Postfix). */
+static const char *postalias_lookup(const struct postalias_opts *o, char **names, int count,
+				    struct maps **maps, const char *key)
+{
+	const char *value, *error;
+
+	for (int i = 0; i < count; i++) {
+		if (maps[i] == NULL)
+			maps[i] = postalias_open(o, names[i]);
+		int ret = maps_lookup(maps[i], key, &value, &error);
+		if (ret < 0)
+			msg_fatal("table %s: query error: %s", names[i], error);
+		if (ret > 0)
+			return value;
+	}
+	return NULL;
+}
+
+/* postalias_query: -q key prints the value; -q - "key:<TAB>value" lines. */
+static bool postalias_query(const struct postalias_opts *o, char **names, int count)
+{
+	struct maps **maps = xcalloc((size_t)count, sizeof(*maps));
+	const char *value;
+	bool found = false;
+
+	if (strcmp(o->key, "-") != 0) {
+		if ((value = postalias_lookup(o, names, count, maps, o->key)) != NULL) {
+			printf("%s\n", value);
+			found = true;
+		}
+	} else {
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t len;
+		while ((len = getline(&line, &cap, stdin)) >= 0) {
+			if (len > 0 && line[len - 1] == '\n')
+				line[len - 1] = '\0';
+			if ((value = postalias_lookup(o, names, count, maps, line)) != NULL) {
+				printf("%s:\t%s\n", line, value);
+				found = true;
+			}
+		}
+		if (ferror(stdin))
+			msg_fatal("read stdin: %m");
+		free(line);
+	}
+	for (int i = 0; i < count; i++)
+		maps_free(&maps[i]);
+	free(maps);
+	return found;
+}
+
+/* postalias_print: maps_walk() callback for -s. */
+static int postalias_print(const char *key, const char *value, void *ctx)
+{
+	printf("%s:\t%s\n", key, value);
+	return 0;
+}
+
+/* postalias_seq: -s: every entry of the first table. */
+static void postalias_seq(const struct postalias_opts *o, const char *name)
+{
+	struct maps *maps = postalias_open(o, name);
+	const char *error;
+
+	if (maps_walk(maps, postalias_print, NULL, &error) < 0)
+		msg_fatal("table %s: sequence error: %s", name, error);
+	maps_free(&maps);
+}
+
+/* postalias_names: the tables to work on: the arguments, or for
+ * newaliases the lmdb-family entries of alias_database. */
+static char **postalias_names(const struct postalias_opts *o, int argc, char **argv, int first,
+			      bool newaliases, int *count_r)
+{
+	const char *const *db = newaliases ? config_list("alias_database") : NULL;
+	size_t max = newaliases ? 0 : (size_t)(argc - first);
+	int n = 0;
+
+	while (db != NULL && db[max] != NULL)
+		max++;
+	char **names = xcalloc(max + 1, sizeof(*names));
+	for (size_t i = 0; i < max; i++) {
+		char *name = postalias_full_name(o, newaliases ? db[i] : argv[first + (int)i]);
+		if (newaliases && maps_name_lmdb(name) == NULL) {
+			msg_warn("alias_database: skipping %s: only lmdb:, hash:, btree: are built",
+				 name);
+			free(name);
+			continue;
+		}
+		names[n++] = name;
+	}
+	*count_r = n;
+	return names;
+}
+
+int main(int argc, char **argv)
+{
+	struct postalias_opts o = { .fold = true, .nul = true, .as_owner = true, .save_perm = true };
+	const char *slash = strrchr(argv[0], '/');
+	bool newaliases = strcmp(slash != NULL ? slash + 1 : argv[0], "newaliases") == 0;
+	int first, count, status = 0;
+
+	umask(022);
+	msg_init(newaliases ? "newaliases" : "postalias");
+	msg_set_target(MSG_TARGET_TTY);
+	first = postalias_options(argc, argv, &o, newaliases);
+	postalias_config(&o);
+	char **names = postalias_names(&o, argc, argv, first, newaliases, &count);
+	if (o.mode == POSTALIAS_QUERY)
+		status = postalias_query(&o, names, count) ? 0 : 1;
+	else if (o.mode == POSTALIAS_SEQ)
+		postalias_seq(&o, names[0]);
+	else
+		for (int i = 0; i < count; i++)
+			postalias_build(&o, names[i]);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		msg_fatal("write error on stdout: %m");
+	for (int i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+	free(o.default_type);
+	config_deinit();
+	return status;
+}
