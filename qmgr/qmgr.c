@@ -162,18 +162,25 @@ static void qmgr_params(void)
 		qmgr.run_delay = 86400;
 }
 
-/* qmgr_post_init: open tables, then the start-up scan: active/ first
- * (messages in flight when the previous qmgr died), incoming/, deferred/. */
-static void qmgr_post_init(void *ctx)
+/* qmgr_pre_init: the lookup tables, opened before the chroot (their paths
+ * are outside it). */
+static void qmgr_pre_init(void *ctx)
 {
 	const char *error = NULL;
+	(void)ctx;
+	qmgr.resolver = resolver_create(&error);
+	if (qmgr.resolver == NULL)
+		msg_fatal("%s", error);
+}
+
+/* qmgr_post_init: the start-up scan: active/ first (messages in flight
+ * when the previous qmgr died), incoming/, deferred/. */
+static void qmgr_post_init(void *ctx)
+{
 	(void)ctx;
 	qmgr.loop = multi_server_loop();
 	qmgr.queue_dir = multi_server_queue_dir();
 	qmgr_params();
-	qmgr.resolver = resolver_create(&error);
-	if (qmgr.resolver == NULL)
-		msg_fatal("%s", error);
 	qmgr_scan_active();
 	qmgr.want_incoming = true;
 	qmgr.want_deferred = true;
@@ -194,6 +201,7 @@ static void qmgr_pre_exit(void *ctx)
 }
 
 static const struct multi_server_ops qmgr_ops = {
+	.pre_init = qmgr_pre_init,
 	.post_init = qmgr_post_init,
 	.accept = qmgr_accept,
 	.trigger = qmgr_trigger,

@@ -5,11 +5,13 @@
 
 Creates RUNDIR (or reuses it: the queue, the certificate and the demo
 passwords are kept) with etc/main.cf and etc/master.cf generated from what
-is built (smtp on 2525; submission 2587 and 2465, imap 2143/2993, pop3
-2110/2995 and lmtp 2024 once their programs exist), a self-signed
+is built (smtp on 2525 and the delivery path: qmgr, pickup, the LMTP agent
+and lmtpd; submission 2587 and 2465, imap 2143/2993, pop3 2110/2995 once
+their programs exist; lmtpd also on 2024), a self-signed
 certificate in etc/, the domain example.test with the users alice and bob
-(passwords in RUNDIR/demo-users, "user password" per line; their mailboxes
-in etc/vmailbox), then runs the master in the foreground with its log on
+(passwords in RUNDIR/demo-users, "user password" per line; SHA512-CRYPT
+hashes in etc/users, Dovecot's passwd-file; their addresses in
+etc/vmailbox; their Maildirs in RUNDIR/mail/example.test/USER), then runs the master in the foreground with its log on
 the terminal. Ctrl-C stops everything. Lines in etc/main.cf.local are
 appended to the generated main.cf.
 """
@@ -17,6 +19,8 @@ appended to the generated main.cf.
 import argparse
 import os
 import secrets
+import socket
+import subprocess
 import sys
 
 import petrel_test as pt
@@ -24,18 +28,25 @@ import petrel_test as pt
 DOMAIN = "example.test"
 USERS = ("alice", "bob")
 
-# (name, port, program, master.cf options): included when program is built.
-# Implicit-TLS services will need their program's option once it exists.
+# (name, program, master.cf fields): included when program is built. Inet
+# services have a fixed "port"; the others are the internal services of the
+# delivery path (doc/delivery.md). Implicit-TLS services will need their
+# program's option once it exists.
 SERVICES = [
-    ("smtp", 2525, "smtpd", {}),
-    ("submission", 2587, "submission", {}),
-    ("submissions", 2465, "submission", {"smtpd_tls_wrappermode": "yes"}),
-    ("imap", 2143, "imapd", {}),
-    ("imaps", 2993, "imapd", {}),
-    ("pop3", 2110, "pop3d", {}),
-    ("pop3s", 2995, "pop3d", {}),
-    ("lmtp", 2024, "lmtpd", {}),
-    ("anvil", None, "anvil", {}),  # a unix service: per-client limits
+    ("smtp", "smtpd", {"port": 2525}),
+    ("submission", "submission", {"port": 2587}),
+    ("submissions", "submission", {"port": 2465, "options": {"smtpd_tls_wrappermode": "yes"}}),
+    ("imap", "imapd", {"port": 2143}),
+    ("imaps", "imapd", {"port": 2993}),
+    ("pop3", "pop3d", {"port": 2110}),
+    ("pop3s", "pop3d", {"port": 2995}),
+    ("lmtp-inet", "lmtpd", {"port": 2024}),
+    ("anvil", "anvil", {"type": "unix", "maxproc": 1}),
+    ("qmgr", "qmgr", {"type": "fifo", "private": "n", "maxproc": 1, "wakeup": 300}),
+    ("pickup", "pickup", {"type": "fifo", "private": "n", "maxproc": 1, "wakeup": 60}),
+    ("lmtp", "smtp-client", {"type": "unix"}),
+    # lmtpd switches to each user's uid to write the Maildir: not unpriv.
+    ("lmtpd", "lmtpd", {"type": "unix", "unpriv": "n", "chroot": "n"}),
 ]
 
 
@@ -59,17 +70,63 @@ def demo_users(path):
     return users
 
 
+def port_free(port):
+    """True when 127.0.0.1:port can be bound (the demo's fixed ports)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
 def services(build):
-    """The master.cf services whose programs exist in build."""
+    """The master.cf services whose programs exist in build; a service
+    whose fixed port another program holds is left out, with a word."""
     out = {}
-    for name, port, program, options in SERVICES:
+    for name, program, spec in SERVICES:
         if not os.path.exists(os.path.join(build, pt.PROGRAMS[program])):
             continue
-        if port is None:
-            out[name] = {"command": program, "type": "unix", "maxproc": 1}
-        else:
-            out[name] = {"command": program, "port": port, "options": options}
+        if "port" in spec and not port_free(spec["port"]):
+            print("instance.py: port %d is in use: %s (%s) not started"
+                  % (spec["port"], name, program), file=sys.stderr)
+            continue
+        out[name] = dict(spec, command=program)
     return out
+
+
+def write_users(inst, users):
+    """etc/users, Dovecot's passwd-file: the demo users with SHA512-CRYPT
+    hashes (petrel pw), their Maildirs under mail/DOMAIN/USER. As root
+    the mail belongs to nobody, else to the invoking user."""
+    pw = os.path.join(pt.BUILD, "cli", "petrel-pw")
+    if pt.is_root():
+        import pwd
+        ent = pwd.getpwnam("nobody")
+        uid, gid = ent.pw_uid, ent.pw_gid
+    else:
+        uid, gid = os.getuid(), os.getgid()
+    lines = []
+    for u, password in users.items():
+        if os.path.exists(pw):
+            hashed = subprocess.run([pw, "-s", "SHA512-CRYPT", "-p", password], check=True,
+                                    capture_output=True, text=True).stdout.strip()
+        else:
+            hashed = "{SHA512-CRYPT}*"  # no petrel-pw built: no login possible
+        home = os.path.join(inst.mail, DOMAIN, u)
+        os.makedirs(home, exist_ok=True)
+        os.chown(home, uid, gid)  # lmtpd writes the Maildir as the user
+        lines.append("%s@%s:%s:%d:%d::%s::" % (u, DOMAIN, hashed, uid, gid, home))
+    path = os.path.join(inst.etc, "users")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    for d in (inst.mail, os.path.join(inst.mail, DOMAIN)):
+        os.chmod(d, 0o755)
+    return path
 
 
 def local_main_cf(etc):
@@ -94,11 +151,14 @@ def up(build, rundir):
     # As root (the README's way), programs drop to mail_owner and chroot to
     # the queue directory, as on a real server.
     privsep = pt.is_root()
+    etc = os.path.join(rundir, "etc")
     inst = pt.Instance(services=svc, directory=rundir, tls=True, log_file=False,
-                       unpriv=privsep, chroot=privsep,
-                       tls_dir=os.path.join(rundir, "etc"),
-                       main_cf=local_main_cf(os.path.join(rundir, "etc")))
+                       unpriv=privsep, chroot=privsep, tls_dir=etc,
+                       main_cf=["lmtpd_user_database = " + os.path.join(etc, "users"),
+                                "mail_location = maildir:~/Maildir"]
+                       + local_main_cf(etc))
     users = demo_users(os.path.join(rundir, "demo-users"))
+    write_users(inst, users)
     inst.set_virtual_mailboxes([("%s@%s" % (u, DOMAIN), None) for u in USERS])
     banner(inst, svc, users)
     master = os.path.join(inst.libexec, "master")
@@ -116,6 +176,9 @@ def banner(inst, svc, users):
         print("  %s@%s  password %s" % (u, DOMAIN, p))
     if "smtp" in svc:
         print("Try: swaks --server 127.0.0.1:%d --to alice@%s" % (svc["smtp"]["port"], DOMAIN))
+    if "lmtpd" in svc:
+        print("Mail for alice lands in %s/Maildir/new/"
+              % os.path.join(inst.mail, DOMAIN, "alice"))
     print("Logs follow; Ctrl-C stops everything.", flush=True)
 
 

@@ -17,3 +17,7 @@ EXTRA_DIST += t/petrel_test.py
 # The harness caches a test certificate in the build tree (t/tls/).
 clean-local:
 	rm -rf t/tls
+
+# The whole local delivery path (smtpd, qmgr, smtp-client, lmtpd).
+E2E_TESTS += t/e2e-delivery.py
+EXTRA_DIST += t/e2e-delivery.py
