@@ -8,7 +8,9 @@
  *	-p lists the queue in Postfix's mailq format: per message the queue
  *	ID (followed by '*' when it is in active/, '!' when in hold/), the
  *	message size, the arrival time and the sender (MAILER-DAEMON for
- *	<>), then each recipient not yet delivered, and a "-- N Kbytes in M
+ *	<>), then each recipient not yet delivered (preceded, as in Postfix,
+ *	by its delay reason from defer/ID in parentheses, right-aligned, when
+ *	it differs from the previous recipient's), and a "-- N Kbytes in M
  *	Requests." summary (or "Mail queue is empty"). -j prints one JSON
  *	object per message, with Postfix's field names. Messages are listed
  *	queue by queue (incoming, active, deferred, hold), oldest first.
@@ -158,11 +160,57 @@ static const char *postqueue_sender(const struct queue_file *qf)
 	return qf->sender[0] != '\0' ? qf->sender : POSTQUEUE_EMPTY_ADDR;
 }
 
+/* postqueue_defer_read: defer/ID (the delay reasons qmgr keeps, lines of
+ * "offset TAB dsn TAB reason") into out; empty when there is none. At most
+ * POSTQUEUE_DEFER_MAX bytes are read. */
+#define POSTQUEUE_DEFER_MAX (1024 * 1024)
+static void postqueue_defer_read(const char *queue_dir, const char *id, struct str *out)
+{
+	struct str path = STR_INIT;
+	char buf[4096];
+	ssize_t n;
+	str_clear(out);
+	str_printf(&path, "%s/defer/%s", queue_dir, id);
+	struct stat st;
+	int fd = open(str_c(&path), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd); /* only a regular file is a delay log */
+		fd = -1;
+	}
+	while (fd >= 0 && out->len < POSTQUEUE_DEFER_MAX && (n = read(fd, buf, sizeof(buf))) > 0)
+		str_append_n(out, buf, (size_t)n);
+	if (fd >= 0)
+		close(fd);
+	str_deinit(&path);
+}
+
+/* postqueue_defer_reason: the reason for the recipient whose status byte
+ * is at offset, copied into reason (false when none). */
+static bool postqueue_defer_reason(const char *defer, off_t offset, struct str *reason)
+{
+	char prefix[32];
+	if (!str_format(prefix, sizeof(prefix), "%lld\t", (long long)offset))
+		return false;
+	for (const char *line = defer; line != NULL && *line != '\0';) {
+		const char *end = strchr(line, '\n');
+		size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+		const char *tab;
+		if (strncmp(line, prefix, strlen(prefix)) == 0 &&
+		    (tab = memchr(line + strlen(prefix), '\t', len - strlen(prefix))) != NULL) {
+			str_clear(reason);
+			str_append_n(reason, tab + 1, len - (size_t)(tab + 1 - line));
+			return reason->len > 0;
+		}
+		line = end != NULL ? end + 1 : NULL;
+	}
+	return false;
+}
+
 /* postqueue_print_text: one message in mailq format. */
 static void postqueue_print_text(const char *queue, const struct queue_file *qf,
-				 const struct postqueue_totals *totals)
+				 const struct postqueue_totals *totals, const char *defer)
 {
-	struct str quoted = STR_INIT;
+	struct str quoted = STR_INIT, reason = STR_INIT, saved = STR_INIT;
 	char id_status[QUEUE_ID_MAX + 2], when[64];
 	struct tm tm;
 	time_t t = qf->arrival.tv_sec;
@@ -186,16 +234,31 @@ static void postqueue_print_text(const char *queue, const struct queue_file *qf,
 	for (size_t i = 0; i < qf->rcpt_count; i++) {
 		if (qf->rcpts[i].status != QUEUE_RCPT_PENDING)
 			continue;
+		/* As Postfix: the reason right-aligned to column 78, printed
+		 * only when it differs from the previous recipient's. */
+		if (!postqueue_defer_reason(defer, qf->rcpts[i].status_offset, &reason))
+			str_clear(&reason);
+		if (strcmp(str_c(&reason), str_c(&saved)) != 0) {
+			str_set(&saved, str_c(&reason));
+			const char *show = postqueue_quote(&quoted, saved.len > 0 ? str_c(&saved) :
+									"reason unavailable",
+							   false);
+			int pad = 76 - (int)strlen(show);
+			printf("%*s(%s)\n", pad > 0 ? pad : 0, "", show);
+		}
 		printf(POSTQUEUE_STRING_FORMAT, "", "", "",
 		       postqueue_quote(&quoted, qf->rcpts[i].address, false));
 	}
 	str_deinit(&quoted);
+	str_deinit(&reason);
+	str_deinit(&saved);
 }
 
 /* postqueue_print_json: one message as a JSON line (Postfix 3.x names). */
-static void postqueue_print_json(const char *queue, const struct queue_file *qf)
+static void postqueue_print_json(const char *queue, const struct queue_file *qf,
+				 const char *defer)
 {
-	struct str q = STR_INIT;
+	struct str q = STR_INIT, reason = STR_INIT;
 	printf("{\"queue_name\": \"%s\", ", postqueue_quote(&q, queue, true));
 	printf("\"queue_id\": \"%s\", ", postqueue_quote(&q, qf->id, true));
 	printf("\"arrival_time\": %lld, ", (long long)qf->arrival.tv_sec);
@@ -209,19 +272,23 @@ static void postqueue_print_json(const char *queue, const struct queue_file *qf)
 			continue;
 		/* No address rewriting yet, so the original is the address. */
 		const char *addr = postqueue_quote(&q, qf->rcpts[i].address, true);
-		printf("%s{\"orig_address\": \"%s\", \"address\": \"%s\"}", first ? "" : ", ", addr,
+		printf("%s{\"orig_address\": \"%s\", \"address\": \"%s\"", first ? "" : ", ", addr,
 		       addr);
+		if (postqueue_defer_reason(defer, qf->rcpts[i].status_offset, &reason))
+			printf(", \"delay_reason\": \"%s\"", postqueue_quote(&q, str_c(&reason), true));
+		printf("}");
 		first = false;
 	}
 	printf("]}\n");
 	str_deinit(&q);
+	str_deinit(&reason);
 }
 
 /* postqueue_list_queue: every message of one queue. */
 static void postqueue_list_queue(const char *queue_dir, const char *queue, bool json,
 				 struct postqueue_totals *totals)
 {
-	struct str path = STR_INIT;
+	struct str path = STR_INIT, defer = STR_INIT;
 	const char *error;
 	const char *id;
 	struct queue_scan *scan = queue_scan_open(queue_dir, queue, &error);
@@ -242,16 +309,18 @@ static void postqueue_list_queue(const char *queue_dir, const char *queue, bool 
 			msg_warn("%s", error);
 			continue;
 		}
+		postqueue_defer_read(queue_dir, id, &defer);
 		if (json)
-			postqueue_print_json(queue, qf);
+			postqueue_print_json(queue, qf, str_c(&defer));
 		else
-			postqueue_print_text(queue, qf, totals);
+			postqueue_print_text(queue, qf, totals, str_c(&defer));
 		totals->count++;
 		totals->bytes += (unsigned long long)qf->content_size;
 		queue_file_free(&qf);
 	}
 	queue_scan_close(&scan);
 	str_deinit(&path);
+	str_deinit(&defer);
 }
 
 /* postqueue_list: all queues, then the summary (text format only). */

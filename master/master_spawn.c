@@ -171,8 +171,10 @@ static void master_reap_one(struct master_proc *proc, int status)
 	if (!normal)
 		master_reap_report(proc, status);
 	/* Gone before its first status record: a broken command or
-	 * configuration, not worth restarting at once. */
-	bool failed_start = !proc->reported;
+	 * configuration, not worth restarting at once. A SIGKILL comes from
+	 * outside (an admin, the OOM killer), not from a broken start. */
+	bool killed_outside = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+	bool failed_start = !proc->reported && !killed_outside;
 	if (failed_start && !proc->killed && !proc->retiring && !serv->throttled &&
 	    !serv->removed) {
 		msg_warn("%s: bad command startup -- throttling", serv->path);

@@ -18,3 +18,5 @@ t_test_resolve_LDADD = $(UNIT_LDADD)
 
 E2E_TESTS += t/e2e-qmgr.py
 EXTRA_DIST += t/e2e-qmgr.py
+E2E_TESTS += t/e2e-qmgr-delay.py
+EXTRA_DIST += t/e2e-qmgr-delay.py

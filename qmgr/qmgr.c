@@ -75,11 +75,25 @@ void qmgr_log_rcpt(const struct qmgr_message *msg, const char *to, const char *o
 	str_deinit(&line);
 }
 
+/* True from start-up until the first kick loads active/: that load (the
+ * messages a killed qmgr left in flight, possibly thousands) runs in the
+ * event loop, after qmgr has told the master it is up, so a kill during
+ * it is restarted at once instead of throttled as a failed start. */
+static bool qmgr_want_active;
+
 /* qmgr_kick_now: the deferred work: scans that were asked for, then
  * dispatch to every destination with room. */
 static void qmgr_kick_now(void *ctx)
 {
 	(void)ctx;
+	/* A table that was unavailable (postalias not run yet) may be there
+	 * now: try again before resolving more recipients. */
+	if ((qmgr.want_deferred || qmgr.want_incoming) && resolver_unavailable(qmgr.resolver) > 0)
+		(void)resolver_reopen(qmgr.resolver);
+	if (qmgr_want_active) {
+		qmgr_want_active = false;
+		qmgr_scan_active();
+	}
 	if (qmgr.want_deferred) {
 		bool force = qmgr.force_deferred;
 		qmgr.want_deferred = false;
@@ -155,6 +169,7 @@ static void qmgr_params(void)
 	qmgr.max_backoff = config_time("maximal_backoff_time");
 	qmgr.max_lifetime = config_time("maximal_queue_lifetime");
 	qmgr.bounce_lifetime = config_time("bounce_queue_lifetime");
+	qmgr.delay_warning = config_time("delay_warning_time");
 	qmgr.dest_limit = config_int("default_destination_concurrency_limit");
 	if (qmgr.max_backoff < qmgr.min_backoff)
 		qmgr.max_backoff = qmgr.min_backoff;
@@ -163,7 +178,8 @@ static void qmgr_params(void)
 }
 
 /* qmgr_pre_init: the lookup tables, opened before the chroot (their paths
- * are outside it). */
+ * are outside it). A table that cannot be opened does not stop qmgr: the
+ * recipients that need it are deferred (resolve.h). */
 static void qmgr_pre_init(void *ctx)
 {
 	const char *error = NULL;
@@ -173,15 +189,16 @@ static void qmgr_pre_init(void *ctx)
 		msg_fatal("%s", error);
 }
 
-/* qmgr_post_init: the start-up scan: active/ first (messages in flight
- * when the previous qmgr died), incoming/, deferred/. */
+/* qmgr_post_init: asks for the start-up scan, made at the first kick:
+ * active/ first (messages in flight when the previous qmgr died),
+ * incoming/, deferred/. */
 static void qmgr_post_init(void *ctx)
 {
 	(void)ctx;
 	qmgr.loop = multi_server_loop();
 	qmgr.queue_dir = multi_server_queue_dir();
 	qmgr_params();
-	qmgr_scan_active();
+	qmgr_want_active = true; /* first, before incoming/ and deferred/ */
 	qmgr.want_incoming = true;
 	qmgr.want_deferred = true;
 	qmgr_kick();

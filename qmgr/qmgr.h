@@ -20,6 +20,9 @@ struct resolver;
 #define QMGR_REQUEST_RCPT_MAX 1000  /* recipients per delivery request */
 #define QMGR_AGENT_TIMEOUT_MS (3600u * 1000u)
 #define QMGR_REASON_MAX 1000	    /* bytes of a reason kept and logged */
+/* The queue file mode bit that records "delay warning sent" (group
+ * execute: files are written 0600); doc/delivery.md, Queue states. */
+#define QMGR_MODE_WARNED 0010
 
 /* One recipient record of a queue file that was pending at load. */
 struct qmgr_rcpt {
@@ -33,6 +36,7 @@ struct qmgr_rcpt {
 	unsigned notices;     /* DSN notices waiting to be queued */
 	char dsn[16];	      /* of the deferral */
 	char *reason;	      /* of the deferral */
+	bool remote;	      /* the reason is an agent's reply (smtp;), not ours */
 };
 
 /* What an agent (or the resolver) said about one delivery. */
@@ -77,6 +81,7 @@ struct qmgr_message {
 	unsigned outstanding; /* deliveries without a final answer */
 	struct qmgr_notice *notices; /* bounces and success notices to queue */
 	size_t notice_count;
+	bool warned; /* the delay warning was sent (QMGR_MODE_WARNED) */
 	struct qmgr_message *prev, *next;
 };
 
@@ -115,6 +120,7 @@ struct qmgr {
 	long long active_limit;
 	long long run_delay, min_backoff, max_backoff;
 	long long max_lifetime, bounce_lifetime;
+	long long delay_warning; /* delay_warning_time; 0: never */
 	long long dest_limit;
 };
 
@@ -157,6 +163,10 @@ void qmgr_notice_add(struct qmgr_message *msg, size_t rcpt, int action, const ch
  * deferred, then mark those recipients done. */
 void qmgr_notice_send(struct qmgr_message *msg);
 void qmgr_notice_free(struct qmgr_message *msg);
+/* qmgr_notice_delay: once per message, when it is older than
+ * delay_warning_time and still has deferred recipients, queue a delay
+ * notice about them and set QMGR_MODE_WARNED on active/ID. */
+void qmgr_notice_delay(struct qmgr_message *msg);
 void qmgr_message_free_all(void);
 
 /* qmgr_deliver.c */

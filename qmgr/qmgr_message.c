@@ -103,6 +103,7 @@ static struct qmgr_delivery *qmgr_delivery_get(struct qmgr_message *msg, const c
 void qmgr_rcpt_defer(struct qmgr_rcpt *r, const char *dsn, const char *reason)
 {
 	r->deferred = true;
+	r->remote = false;
 	if (!str_copy(r->dsn, sizeof(r->dsn), dsn))
 		(void)str_copy(r->dsn, sizeof(r->dsn), "4.0.0");
 	free(r->reason);
@@ -236,7 +237,9 @@ void qmgr_message_load(const char *id)
 	}
 	struct qmgr_message *msg = qmgr_message_new(qf, id);
 	size_t nrcpt = qf->rcpt_count;
+	struct stat st;
 	queue_file_free(&qf);
+	msg->warned = stat(path, &st) == 0 && (st.st_mode & QMGR_MODE_WARNED) != 0;
 	msg->next = qmgr.messages;
 	if (qmgr.messages != NULL)
 		qmgr.messages->prev = msg;
@@ -292,9 +295,10 @@ void qmgr_delivery_result(struct qmgr_delivery *d, enum qmgr_outcome outcome, co
 		str_printf(&diag, "smtp; %s", reason != NULL ? reason : "");
 	for (size_t i = 0; i < d->rcpt_count; i++) {
 		struct qmgr_rcpt *r = &msg->rcpts[d->rcpts[i]];
-		if (outcome == QMGR_DEFERRED)
+		if (outcome == QMGR_DEFERRED) {
 			qmgr_rcpt_defer(r, dsn, reason);
-		else if (outcome == QMGR_BOUNCED)
+			r->remote = true;
+		} else if (outcome == QMGR_BOUNCED)
 			qmgr_notice_add(msg, d->rcpts[i], DSN_FAILED, d->address, dsn,
 					str_c(&diag));
 		else if ((r->notify & QUEUE_NOTIFY_SUCCESS) != 0)
@@ -414,6 +418,7 @@ static void qmgr_message_finish(struct qmgr_message *msg)
 	if (deferred && (long long)(now.tv_sec - msg->arrival.tv_sec) >= lifetime)
 		qmgr_message_expire(msg);
 	qmgr_notice_send(msg);
+	qmgr_notice_delay(msg);
 	size_t pending = 0;
 	for (size_t i = 0; i < msg->rcpt_count; i++)
 		pending += msg->rcpts[i].done ? 0 : 1;

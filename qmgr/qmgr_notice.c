@@ -4,12 +4,18 @@
  * (lib/mail/dsn.h writes them durably to incoming/); only then are the
  * recipients they cover marked done, so a crash in between repeats the
  * notice rather than losing it. A recipient that is also deferred keeps
- * its entries for the attempt that finishes it. */
+ * its entries for the attempt that finishes it. The delay warning
+ * (delay_warning_time) is sent once per message: the queue file's
+ * QMGR_MODE_WARNED bit records it across restarts. */
 #include <config.h>
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mail/dsn.h"
 #include "qmgr.h"
@@ -90,6 +96,87 @@ void qmgr_notice_send(struct qmgr_message *msg)
 		while (next < msg->notice_count)
 			qmgr_notice_queue(msg, kinds[k], &next);
 	}
+}
+
+/* qmgr_notice_delay_due: the message wants its delay warning now. */
+static bool qmgr_notice_delay_due(const struct qmgr_message *msg)
+{
+	if (qmgr.delay_warning <= 0 || msg->warned || msg->sender[0] == '\0')
+		return false; /* off, sent already, or a bounce (as Postfix) */
+	struct timeval now;
+	gettimeofday(&now, NULL);
+	double age = (double)(now.tv_sec - msg->arrival.tv_sec) +
+		     (double)(now.tv_usec - msg->arrival.tv_usec) / 1e6;
+	if (age < (double)qmgr.delay_warning)
+		return false;
+	for (size_t i = 0; i < msg->rcpt_count; i++) {
+		if (msg->rcpts[i].deferred && !msg->rcpts[i].done)
+			return true;
+	}
+	return false;
+}
+
+/* qmgr_notice_delay_mark: set QMGR_MODE_WARNED on active/ID durably. */
+static void qmgr_notice_delay_mark(struct qmgr_message *msg)
+{
+	const char *path = qmgr_path(0, QUEUE_ACTIVE, msg->id);
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 ||
+	    fchmod(fd, (st.st_mode & 07777) | QMGR_MODE_WARNED) < 0 || fsync(fd) < 0)
+		msg_warn("%s: cannot record the delay warning in %s: %m", msg->id, path);
+	if (fd >= 0)
+		(void)close(fd);
+	msg->warned = true; /* not again from this qmgr, even when that failed */
+}
+
+void qmgr_notice_delay(struct qmgr_message *msg)
+{
+	if (!qmgr_notice_delay_due(msg))
+		return;
+	struct dsn_rcpt *rcpts = xcalloc(DSN_RCPT_MAX, sizeof(*rcpts));
+	struct str *diags = xcalloc(DSN_RCPT_MAX, sizeof(*diags));
+	size_t next = 0;
+	bool failed = false;
+	while (next < msg->rcpt_count && !failed) {
+		size_t count = 0;
+		char id[QUEUE_ID_MAX] = "";
+		const char *error = NULL;
+		for (; next < msg->rcpt_count && count < DSN_RCPT_MAX; next++) {
+			const struct qmgr_rcpt *r = &msg->rcpts[next];
+			if (!r->deferred || r->done)
+				continue;
+			struct dsn_rcpt *d = &rcpts[count];
+			str_clear(&diags[count]);
+			str_printf(&diags[count], "%s; %s", r->remote ? "smtp" : "x-unix",
+				   r->reason != NULL ? r->reason : "");
+			d->address = r->address;
+			d->orig_rcpt = r->address;
+			d->orcpt = r->orcpt;
+			d->status = r->dsn[0] == '4' ? r->dsn : "4.0.0";
+			d->diagnostic = str_c(&diags[count]);
+			d->action = DSN_DELAYED;
+			d->last_attempt = time(NULL);
+			count++;
+		}
+		int ret = count == 0 ? 0
+				     : dsn_queue_notice(qmgr.queue_dir,
+							qmgr_path(0, QUEUE_ACTIVE, msg->id),
+							DSN_DELAYED, rcpts, count, id, &error);
+		if (ret < 0) {
+			msg_warn("%s: cannot queue a delay notice: %s", msg->id, error);
+			failed = true; /* try again at the next attempt */
+		} else if (ret > 0) {
+			msg_info("%s: sender delay notification: %s", msg->id, id);
+			qmgr.want_incoming = true;
+		}
+	}
+	for (size_t i = 0; i < DSN_RCPT_MAX; i++)
+		str_deinit(&diags[i]);
+	free(diags);
+	free(rcpts);
+	if (!failed)
+		qmgr_notice_delay_mark(msg);
 }
 
 void qmgr_notice_free(struct qmgr_message *msg)

@@ -21,3 +21,11 @@ clean-local:
 # The whole local delivery path (smtpd, qmgr, smtp-client, lmtpd).
 E2E_TESTS += t/e2e-delivery.py
 EXTRA_DIST += t/e2e-delivery.py
+
+# Delivery cases: aliases, loops, unknown users, deferral, expiry, postsuper.
+E2E_TESTS += t/e2e-delivery-cases.py
+EXTRA_DIST += t/e2e-delivery-cases.py
+
+# Crash safety: SIGKILL qmgr, lmtpd and smtp-client while mail flows.
+E2E_TESTS += t/e2e-crash.py
+EXTRA_DIST += t/e2e-crash.py

@@ -15,8 +15,24 @@
 #include "util/msg.h"
 #include "util/str.h"
 
+/* The map parameters, in the order of resolver.maps[]. */
+enum resolve_map {
+	RESOLVE_MAP_VIRTUAL_ALIAS,
+	RESOLVE_MAP_ALIAS,
+	RESOLVE_MAP_LOCAL_RCPT,
+	RESOLVE_MAP_VIRTUAL_MAILBOX,
+	RESOLVE_MAP_TRANSPORT,
+	RESOLVE_MAP_COUNT,
+};
+
+static const char *const resolve_map_params[RESOLVE_MAP_COUNT] = {
+	"virtual_alias_maps", "alias_maps", "local_recipient_maps", "virtual_mailbox_maps",
+	"transport_maps",
+};
+
 struct resolver {
 	struct maps *virtual_alias, *alias, *local_rcpt, *virtual_mailbox, *transport;
+	char *unavailable[RESOLVE_MAP_COUNT]; /* why a parameter's tables did not open */
 	struct domain_list *mydestination, *virtual_alias_domains, *virtual_mailbox_domains;
 	char *delimiter, *myhostname, *myorigin;
 	char *local_transport, *virtual_transport, *default_transport, *relayhost;
@@ -32,15 +48,99 @@ struct resolve_state {
 	bool overflow;
 };
 
-/* resolve_maps_open: the maps of a list parameter, NULL when it is empty. */
-static int resolve_maps_open(const char *param, struct maps **maps_r, const char **error_r)
+/* resolve_maps_slot: where the maps of parameter index i live. */
+static struct maps **resolve_maps_slot(struct resolver *res, size_t i)
 {
+	struct maps **slots[RESOLVE_MAP_COUNT] = { &res->virtual_alias, &res->alias,
+						   &res->local_rcpt, &res->virtual_mailbox,
+						   &res->transport };
+	return slots[i];
+}
+
+/* resolve_maps_culprit: log which table of param fails to open, as
+ * Postfix does ("warning: hash:/etc/aliases is unavailable. ..."). */
+static void resolve_maps_culprit(const char *param, const char *error)
+{
+	const char *err = NULL;
+	char **items = maps_items_regroup(config_list(param), &err);
+	bool found = false;
+	for (size_t i = 0; items != NULL && items[i] != NULL && !found; i++) {
+		const char *one[2] = { items[i], NULL };
+		struct maps *m = maps_create(param, one, &err);
+		if (m == NULL) {
+			msg_warn("%s is unavailable. %s", items[i], err);
+			found = true;
+		}
+		maps_free(&m);
+	}
+	if (!found)
+		msg_warn("%s is unavailable. %s", param, error);
+	maps_items_free(&items);
+}
+
+/* resolve_maps_open: the maps of parameter index i (NULL when the list is
+ * empty). A table that cannot be opened makes the parameter unavailable
+ * (logged once): the recipients that need it are deferred until
+ * resolver_reopen() succeeds. */
+static void resolve_maps_open(struct resolver *res, size_t i, bool quiet)
+{
+	const char *param = resolve_map_params[i];
 	const char *const *names = config_list(param);
-	*maps_r = NULL;
+	const char *error = NULL;
+	struct maps **slot = resolve_maps_slot(res, i);
+	maps_free(slot);
 	if (names[0] == NULL)
-		return 0;
-	*maps_r = maps_create(param, names, error_r);
-	return *maps_r == NULL ? -1 : 0;
+		return;
+	*slot = maps_create(param, names, &error);
+	if (*slot != NULL) {
+		free(res->unavailable[i]);
+		res->unavailable[i] = NULL;
+		return;
+	}
+	char *why = xstrdup(error); /* error dies with the next maps call */
+	if (!quiet)
+		resolve_maps_culprit(param, why);
+	free(res->unavailable[i]);
+	res->unavailable[i] = why;
+}
+
+size_t resolver_unavailable(const struct resolver *res)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < RESOLVE_MAP_COUNT; i++)
+		n += res->unavailable[i] != NULL ? 1 : 0;
+	return n;
+}
+
+size_t resolver_reopen(struct resolver *res)
+{
+	for (size_t i = 0; i < RESOLVE_MAP_COUNT; i++) {
+		if (res->unavailable[i] == NULL)
+			continue;
+		resolve_maps_open(res, i, true);
+		if (res->unavailable[i] == NULL)
+			msg_info("%s: lookup tables are available now", resolve_map_params[i]);
+	}
+	return resolver_unavailable(res);
+}
+
+static void ATTR_FORMAT(4, 5) resolve_fail(struct resolve_state *st, const char *address,
+					   const char *dsn, const char *fmt, ...);
+
+/* resolve_unavailable: true (and the address deferred) when the tables
+ * of parameter index i could not be opened. */
+static bool resolve_unavailable(const struct resolver *res, struct resolve_state *st,
+				const char *address, size_t i)
+{
+	const char *why = res->unavailable[i];
+	size_t plen = strlen(resolve_map_params[i]);
+	if (why == NULL)
+		return false;
+	if (strncmp(why, resolve_map_params[i], plen) == 0 && strncmp(why + plen, ": ", 2) == 0)
+		why += plen + 2; /* maps_create() names the parameter too */
+	resolve_fail(st, address, "4.3.0", "%s lookup table unavailable: %s",
+		     resolve_map_params[i], why);
+	return true;
 }
 
 /* resolve_domains_open: a domain list parameter, NULL when empty. */
@@ -58,23 +158,13 @@ static int resolve_domains_open(const char *param, struct domain_list **list_r,
 struct resolver *resolver_create(const char **error_r)
 {
 	struct resolver *res = xcalloc(1, sizeof(*res));
-	static const char *const map_params[] = {
-		"virtual_alias_maps", "alias_maps", "local_recipient_maps", "virtual_mailbox_maps",
-		"transport_maps",
-	};
-	struct maps **maps[] = { &res->virtual_alias, &res->alias, &res->local_rcpt,
-				 &res->virtual_mailbox, &res->transport };
 	static const char *const domain_params[] = { "mydestination", "virtual_alias_domains",
 						     "virtual_mailbox_domains" };
 	struct domain_list **domains[] = { &res->mydestination, &res->virtual_alias_domains,
 					   &res->virtual_mailbox_domains };
 
-	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
-		if (resolve_maps_open(map_params[i], maps[i], error_r) < 0) {
-			resolver_free(&res);
-			return NULL;
-		}
-	}
+	for (size_t i = 0; i < RESOLVE_MAP_COUNT; i++)
+		resolve_maps_open(res, i, false);
 	for (size_t i = 0; i < sizeof(domains) / sizeof(domains[0]); i++) {
 		if (resolve_domains_open(domain_params[i], domains[i], error_r) < 0) {
 			resolver_free(&res);
@@ -107,6 +197,8 @@ void resolver_free(struct resolver **resp)
 	maps_free(&res->local_rcpt);
 	maps_free(&res->virtual_mailbox);
 	maps_free(&res->transport);
+	for (size_t i = 0; i < RESOLVE_MAP_COUNT; i++)
+		free(res->unavailable[i]);
 	domain_list_free(&res->mydestination);
 	domain_list_free(&res->virtual_alias_domains);
 	domain_list_free(&res->virtual_mailbox_domains);
@@ -280,6 +372,8 @@ static void resolve_deliver(struct resolver *res, struct resolve_state *st, cons
 	resolve_transport_parse(class_transport, &transport, &nexthop);
 	if (nexthop.len == 0)
 		str_set(&nexthop, relay != NULL && *relay != '\0' ? relay : domain);
+	if (resolve_unavailable(res, st, address, RESOLVE_MAP_TRANSPORT))
+		goto out;
 	int r = res->transport == NULL ? 0
 				       : resolve_transport_lookup(res, address, domain, &value, &error);
 	if (r < 0) {
@@ -369,6 +463,8 @@ static void resolve_local(struct resolver *res, struct resolve_state *st, const 
 {
 	const char *value = NULL, *error = NULL;
 	int r = 0;
+	if (!no_alias && resolve_unavailable(res, st, address, RESOLVE_MAP_ALIAS))
+		return;
 	if (!no_alias && res->alias != NULL) {
 		struct str key = STR_INIT;
 		str_set(&key, local);
@@ -393,6 +489,8 @@ static void resolve_local(struct resolver *res, struct resolve_state *st, const 
 			resolve_fail(st, address, "5.1.1", "alias %s has no targets", local);
 		return;
 	}
+	if (resolve_unavailable(res, st, address, RESOLVE_MAP_LOCAL_RCPT))
+		return;
 	if (res->local_rcpt != NULL) {
 		r = resolve_known(res, st, res->local_rcpt, address, local, domain, MAPS_ADDR_LOCAL);
 		if (r < 0)
@@ -442,6 +540,8 @@ static void resolve_final(struct resolver *res, struct resolve_state *st, const 
 			     address);
 		return;
 	case 2: {
+		if (resolve_unavailable(res, st, address, RESOLVE_MAP_VIRTUAL_MAILBOX))
+			return;
 		int r = resolve_known(res, st, res->virtual_mailbox, address, local, domain, 0);
 		if (r == 0)
 			resolve_fail(st, address, "5.1.1",
@@ -488,6 +588,8 @@ static void resolve_address(struct resolver *res, struct resolve_state *st, cons
 	}
 	resolve_split(address, &local, &domain);
 	int r = 0;
+	if (!no_alias && resolve_unavailable(res, st, address, RESOLVE_MAP_VIRTUAL_ALIAS))
+		goto out;
 	if (!no_alias && res->virtual_alias != NULL)
 		r = maps_lookup_addr(res->virtual_alias, str_c(&local), str_c(&domain),
 				     res->delimiter, 0, &value, &error);
@@ -509,6 +611,7 @@ static void resolve_address(struct resolver *res, struct resolve_state *st, cons
 	} else {
 		resolve_final(res, st, address, str_c(&local), str_c(&domain), depth, no_alias);
 	}
+out:
 	str_deinit(&local);
 	str_deinit(&domain);
 }

@@ -28,7 +28,8 @@
  *   transport_maps, when it has the address or its domain (then ".parent"
  *   domains, then "*"), overrides the transport and/or next hop of steps
  *   3-5; "error:text" bounces with text. An unknown user bounces with
- *   5.1.1 "... User unknown in ... table"; a table error defers (4.3.0).
+ *   5.1.1 "... User unknown in ... table"; a table error defers (4.3.0),
+ *   and so does a table that could not be opened (resolver_create).
  *
  * A transport value is "transport:nexthop" (the next hop keeps any further
  * colons: "lmtp:unix:private/lmtpd"); an empty next hop is the recipient's
@@ -59,9 +60,23 @@ struct resolve_result {
 struct resolver;
 
 /* resolver_create: open the tables the current configuration names.
- * NULL with *error_r when one cannot be opened. */
+ * A map parameter whose tables cannot be opened (say alias_maps =
+ * hash:/etc/aliases before postalias has built it) is logged as Postfix
+ * does ("warning: hash:/etc/aliases is unavailable. ...") and marked
+ * unavailable: every address whose resolution needs that parameter is
+ * deferred (4.3.0 "alias_maps lookup table unavailable: ...") while the
+ * others resolve as usual. NULL with *error_r only when a domain list
+ * parameter is malformed. */
 struct resolver *resolver_create(const char **error_r);
 void resolver_free(struct resolver **res);
+
+/* resolver_unavailable: how many map parameters are unavailable. */
+size_t resolver_unavailable(const struct resolver *res);
+
+/* resolver_reopen: try the unavailable parameters again (the same paths,
+ * so it works only where they are visible: outside a chroot); returns how
+ * many are still unavailable. */
+size_t resolver_reopen(struct resolver *res);
 
 /* resolver_resolve: every final destination of address (RFC 5321 form,
  * without brackets; "" is not valid). Always at least one result; the
