@@ -245,6 +245,33 @@ static void data_message_id(const struct str *content, struct str *out)
 	}
 }
 
+/* data_delivered_to: true when the header section already has a
+ * Delivered-To: for address, i.e. the message has been here for this
+ * recipient before (an alias or forwarding loop), as Postfix's local(8)
+ * checks. Content is stored with LF line ends. */
+static bool data_delivered_to(const struct str *content, const char *address)
+{
+	const char *p = str_c(content);
+	size_t want = strlen(address);
+	while (*p != '\0' && *p != '\n') {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		if (str_prefix_icase(p, "Delivered-To:")) {
+			const char *v = p + 13;
+			v += strspn(v, " \t");
+			size_t n = len - (size_t)(v - p);
+			while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
+				n--;
+			if (n == want && strncasecmp(v, address, n) == 0)
+				return true;
+		}
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	return false;
+}
+
 /* data_headers: what Dovecot's LMTP puts before the message. */
 static void data_headers(struct lmtpd_session *s, const struct lmtpd_rcpt *r, const char *id,
 			 struct str *h)
@@ -348,6 +375,12 @@ static void deliver_one(struct lmtpd_session *s, const struct lmtpd_rcpt *r, con
 {
 	char id[LMTPD_ID_LEN + 1];
 	lmtpd_new_id(id);
+	if (data_delivered_to(&s->content, r->address)) {
+		msg_info("lmtp(%s)<%ld><%s>: msgid=%s: save failed to %s: mail forwarding loop",
+			 r->user, (long)getpid(), id, msgid, r->folder);
+		lmtpd_reply(s, "554 5.4.6 <%s> mail forwarding loop for %s", r->address, r->address);
+		return;
+	}
 	if (rcpt_over_quota(r, (long long)s->content.len)) {
 		msg_info("lmtp(%s)<%ld><%s>: msgid=%s: save failed to %s: Quota exceeded "
 			 "(mailbox for user is full)", r->user, (long)getpid(), id, msgid, r->folder);

@@ -126,6 +126,25 @@ def test_two_recipients(inst):
 
 
 @pt.instance(services=SERVICES, main_cf=MAIN_CF)
+def test_delivered_to_loop(inst):
+    """a message that already has Delivered-To: for a recipient is a loop:
+    554 5.4.6 for that one, the others are saved"""
+    write_users(inst)
+    c = connect(inst)
+    looped = b"Delivered-To: Alice@Example.test\r\n" + MESSAGE
+    rr, final = c.send_mail("sender@example.org", ["alice@example.test", "bob@example.test"],
+                            looped)
+    c.close()
+    assert rr == [rr[0], rr[1]] and all(r.startswith("250") for r in rr), rr
+    assert final[0] == ("554 5.4.6 <alice@example.test> mail forwarding loop for "
+                        "alice@example.test"), final
+    assert re.match(r"250 2\.0\.0 <bob@example\.test> \S+ Saved$", final[1]), final
+    assert files(os.path.join(inst.mail, "alice", "Maildir", "new")) == []
+    inst.wait_log(r"lmtp\(alice@example\.test\)<\d+><\S+>: msgid=<m1@example\.org>: "
+                  r"save failed to INBOX: mail forwarding loop")
+
+
+@pt.instance(services=SERVICES, main_cf=MAIN_CF)
 def test_default_home(inst):
     """a user without a home gets lmtpd_default_home"""
     write_users(inst)
