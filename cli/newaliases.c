@@ -52,6 +52,7 @@
 #include "mail/config.h"
 #include "mail/dict_lmdb.h"
 #include "mail/maps.h"
+#include "server/privs.h"
 #include "util/alloc.h"
 #include "util/msg.h"
 #include "util/str.h"
@@ -192,35 +193,7 @@ static char *postalias_full_name(const struct postalias_opts *o, const char *arg
 	return str_steal(&name);
 }
 
-/* Root's own groups, saved before the first postalias_run_as(). */
-static gid_t *postalias_root_groups;
-static int postalias_root_ngroups = -1;
-
-/* postalias_run_as: as root, take the effective IDs of a file's owner;
- * with uid 0, go back to root's own IDs (for the next file). */
-static void postalias_run_as(uid_t uid, gid_t gid)
-{
-	if (postalias_root_ngroups < 0) {
-		int n = getgroups(0, NULL);
-		if (n < 0)
-			msg_fatal("getgroups failed: %m");
-		postalias_root_groups = xcalloc((size_t)n + 1, sizeof(gid_t));
-		if ((postalias_root_ngroups = getgroups(n, postalias_root_groups)) < 0)
-			msg_fatal("getgroups failed: %m");
-	}
-	if (geteuid() != 0 && seteuid(0) < 0)
-		msg_fatal("seteuid(0) failed: %m");
-	if (uid == 0) {
-		if (setgroups((size_t)postalias_root_ngroups, postalias_root_groups) < 0 ||
-		    setegid(getgid()) < 0)
-			msg_fatal("cannot restore root's groups: %m");
-		return;
-	}
-	if (setgroups(1, &gid) < 0 || setegid(gid) < 0 || seteuid(uid) < 0)
-		msg_fatal("cannot run as uid %lu gid %lu: %m", (unsigned long)uid,
-			  (unsigned long)gid);
-}
-
+/* Root's own groups, saved before the first privs_run_as(). */
 /* postalias_put: aliases_read() callback: one entry into the writer. */
 static int postalias_put(const char *name, const char *value, unsigned int lineno, void *ctx)
 {
@@ -275,7 +248,7 @@ static void postalias_build(const struct postalias_opts *o, const char *name)
 	if (source == NULL || *source == '\0')
 		msg_fatal("table %s: cannot build this type (only lmdb:, hash:, btree:)", name);
 	if (getuid() == 0 && geteuid() != 0)
-		postalias_run_as(0, 0); /* back from the previous file's owner */
+		privs_run_as(0, 0); /* back from the previous file's owner */
 	if ((fp = fopen(source, "re")) == NULL)
 		msg_fatal("open %s: %m", source);
 	if (fstat(fileno(fp), &st) < 0)
@@ -283,7 +256,7 @@ static void postalias_build(const struct postalias_opts *o, const char *name)
 	if (o->save_perm && S_ISREG(st.st_mode))
 		mode &= st.st_mode | 0700; /* no group/other read the source lacks */
 	if (o->as_owner && getuid() == 0 && st.st_uid != 0)
-		postalias_run_as(st.st_uid, st.st_gid);
+		privs_run_as(st.st_uid, st.st_gid);
 	str_printf(&db, "%s%s", source, DICT_LMDB_SUFFIX);
 	b.w = dict_lmdb_writer_create(str_c(&db), o->nul ? DICT_LMDB_WRITER_NUL : 0, mode, &error);
 	if (b.w == NULL)

@@ -52,6 +52,7 @@
 #include "mail/config.h"
 #include "mail/dict_lmdb.h"
 #include "mail/maps.h"
+#include "server/privs.h"
 #include "util/alloc.h"
 #include "util/msg.h"
 #include "util/str.h"
@@ -226,35 +227,7 @@ static const char *postmap_lmdb_source(const char *name)
 	return source;
 }
 
-/* Root's own groups, saved before the first postmap_run_as(). */
-static gid_t *postmap_root_groups;
-static int postmap_root_ngroups = -1;
-
-/* postmap_run_as: as root, take the effective IDs of a file's owner; with
- * uid 0, go back to root's own IDs (for the next file). */
-static void postmap_run_as(uid_t uid, gid_t gid)
-{
-	if (postmap_root_ngroups < 0) {
-		int n = getgroups(0, NULL);
-		if (n < 0)
-			msg_fatal("getgroups failed: %m");
-		postmap_root_groups = xcalloc((size_t)n + 1, sizeof(gid_t));
-		if ((postmap_root_ngroups = getgroups(n, postmap_root_groups)) < 0)
-			msg_fatal("getgroups failed: %m");
-	}
-	if (geteuid() != 0 && seteuid(0) < 0)
-		msg_fatal("seteuid(0) failed: %m");
-	if (uid == 0) {
-		if (setgroups((size_t)postmap_root_ngroups, postmap_root_groups) < 0 ||
-		    setegid(getgid()) < 0)
-			msg_fatal("cannot restore root's groups: %m");
-		return;
-	}
-	if (setgroups(1, &gid) < 0 || setegid(gid) < 0 || seteuid(uid) < 0)
-		msg_fatal("cannot run as uid %lu gid %lu: %m", (unsigned long)uid,
-			  (unsigned long)gid);
-}
-
+/* Root's own groups, saved before the first privs_run_as(). */
 /* postmap_put: maps_text_read() callback: one entry into the writer. */
 static int postmap_put(const char *key, const char *value, unsigned int lineno, void *ctx)
 {
@@ -308,7 +281,7 @@ static void postmap_build(const struct postmap_opts *o, const char *name)
 	FILE *fp;
 
 	if (getuid() == 0 && geteuid() != 0)
-		postmap_run_as(0, 0); /* back from the previous file's owner */
+		privs_run_as(0, 0); /* back from the previous file's owner */
 	if ((fp = fopen(source, "re")) == NULL)
 		msg_fatal("open %s: %m", source);
 	if (fstat(fileno(fp), &st) < 0)
@@ -316,7 +289,7 @@ static void postmap_build(const struct postmap_opts *o, const char *name)
 	if (o->save_perm && S_ISREG(st.st_mode))
 		mode &= st.st_mode | 0700; /* no group/other read the source lacks */
 	if (o->as_owner && getuid() == 0 && st.st_uid != 0)
-		postmap_run_as(st.st_uid, st.st_gid);
+		privs_run_as(st.st_uid, st.st_gid);
 	char *db = postmap_db_path(source);
 	b.w = dict_lmdb_writer_create(db, o->nul ? DICT_LMDB_WRITER_NUL : 0, mode, &error);
 	if (b.w == NULL)

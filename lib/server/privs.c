@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "server/privs.h"
+#include "util/alloc.h"
 #include "util/msg.h"
 
 /* privs_drop: user, groups, chroot, uid, proof; fatal on failure. */
@@ -55,4 +56,30 @@ void privs_drop(const char *user, const char *chroot_dir)
 	}
 	msg_debug("privs_drop: user=%s chroot=%s", user != NULL ? user : "(unchanged)",
 		  chroot_dir != NULL ? chroot_dir : "(none)");
+}
+
+static gid_t *privs_root_groups;
+static int privs_root_ngroups = -1;
+
+void privs_run_as(uid_t uid, gid_t gid)
+{
+	if (privs_root_ngroups < 0) {
+		int n = getgroups(0, NULL);
+		if (n < 0)
+			msg_fatal("getgroups failed: %m");
+		privs_root_groups = xcalloc((size_t)n + 1, sizeof(gid_t));
+		if ((privs_root_ngroups = getgroups(n, privs_root_groups)) < 0)
+			msg_fatal("getgroups failed: %m");
+	}
+	if (geteuid() != 0 && seteuid(0) < 0)
+		msg_fatal("seteuid(0) failed: %m");
+	if (uid == 0) {
+		if (setgroups((size_t)privs_root_ngroups, privs_root_groups) < 0 ||
+		    setegid(getgid()) < 0)
+			msg_fatal("cannot restore root's groups: %m");
+		return;
+	}
+	if (setgroups(1, &gid) < 0 || setegid(gid) < 0 || seteuid(uid) < 0)
+		msg_fatal("cannot run as uid %lu gid %lu: %m", (unsigned long)uid,
+			  (unsigned long)gid);
 }

@@ -11,4 +11,12 @@
  * chroot_dir (NULL: no chroot). Requires root when either is not NULL. */
 void privs_drop(const char *user, const char *chroot_dir);
 
+#include <sys/types.h>
+
+/* privs_run_as: for root commands that write files for their owners
+ * (postmap, postalias): take uid/gid as the effective ids (groups: gid
+ * only), or with uid 0 go back to root's own effective ids and groups.
+ * Fatal on any failure. */
+void privs_run_as(uid_t uid, gid_t gid);
+
 #endif
