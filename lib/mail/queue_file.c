@@ -441,13 +441,22 @@ struct queue_file *queue_file_read(const char *path, const char **error_r)
 	struct queue_file *qf = xcalloc(1, sizeof(*qf));
 	struct stat st;
 	qf->path = xstrdup(path);
-	qf->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a fifo put where a queue file was expected (maildrop/
+	 * is writable by local users) must not stall the reader; anything but
+	 * a regular file is damaged input. */
+	qf->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (qf->fd < 0 || fstat(qf->fd, &st) < 0) {
 		int saved_errno = errno;
 		*error_r = queue_error("%s(%s) failed: %s", qf->fd < 0 ? "open" : "fstat", path,
 				       strerror(errno));
 		queue_file_free(&qf);
 		errno = saved_errno;
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*error_r = queue_error("%s: not a regular file", path);
+		queue_file_free(&qf);
+		errno = EBADMSG;
 		return NULL;
 	}
 	qf->file_size = (long long)st.st_size;
