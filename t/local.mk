@@ -29,3 +29,8 @@ EXTRA_DIST += t/e2e-delivery-cases.py
 # Crash safety: SIGKILL qmgr, lmtpd and smtp-client while mail flows.
 E2E_TESTS += t/e2e-crash.py
 EXTRA_DIST += t/e2e-crash.py
+
+# The durability order of one SMTP acceptance and one LMTP delivery, from
+# strace (issue #9's proof; skips without strace).
+E2E_TESTS += t/e2e-strace.py
+EXTRA_DIST += t/e2e-strace.py
