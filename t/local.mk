@@ -34,3 +34,7 @@ EXTRA_DIST += t/e2e-crash.py
 # strace (issue #9's proof; skips without strace).
 E2E_TESTS += t/e2e-strace.py
 EXTRA_DIST += t/e2e-strace.py
+
+# The queue file system full (a tmpfs the test mounts; skips when refused).
+E2E_TESTS += t/e2e-fulldisk.py
+EXTRA_DIST += t/e2e-fulldisk.py
