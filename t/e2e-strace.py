@@ -51,8 +51,10 @@ def traced(inst, service, action):
     trace lines."""
     if shutil.which("strace") is None:
         pt.skip("strace is not installed")
+    # The master starts the child just after it reports itself started.
+    pt.wait_for(lambda: len(inst.child_pids(service)) == 1, timeout=10,
+                what="one %s process" % service)
     pids = inst.child_pids(service)
-    assert len(pids) == 1, pids
     out = tempfile.NamedTemporaryFile(prefix="petrel-strace-", delete=False).name
     st = subprocess.Popen(["strace", "-f", "-e", TRACE, "-s", "80", "-o", out, "-p", str(pids[0])],
                           stderr=subprocess.PIPE)
