@@ -150,17 +150,10 @@ static void postsuper_privileges(const char *queue_dir)
  * Returns 0, or -1 with errno (ENOENT: not there). */
 static int postsuper_rename(const char *from, const char *to)
 {
-#ifdef RENAME_NOREPLACE
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-#endif
-	if (link(from, to) < 0)
-		return -1;
-	if (unlink(from) < 0)
+	int r = rename_noreplace(from, to);
+	if (r > 0) /* in both places: a message must never be in two queues */
 		msg_fatal("unlink(%s) failed: %m", from);
-	return 0;
+	return r;
 }
 
 /* postsuper_touch: set the mtime (and atime) of path to now. */

@@ -495,21 +495,6 @@ static void sendmail_write_all(const struct sendmail *sm, int fd, const struct s
 			       sm->uid);
 }
 
-/* sendmail_rename: temp name to final name, never replacing a file. */
-static int sendmail_rename(const char *from, const char *to)
-{
-#ifdef RENAME_NOREPLACE
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-#endif
-	if (link(from, to) < 0)
-		return -1;
-	(void)unlink(from);
-	return 0;
-}
-
 /* sendmail_open_temp: create maildrop/.tmp.PID.N (O_EXCL, 0444). */
 static int sendmail_open_temp(const struct sendmail *sm, const char *dir)
 {
@@ -595,7 +580,7 @@ static void sendmail_submit(struct sendmail *sm, const char *queue_dir, char id[
 	str_printf(&final, "%s/%s.", str_c(&dir), id);
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		str_printf(&final, "%02X", rnd[i]);
-	if (sendmail_rename(sendmail_temp_path, str_c(&final)) < 0)
+	if (rename_noreplace(sendmail_temp_path, str_c(&final)) < 0)
 		sendmail_fatal(SM_EX_TEMPFAIL, "%s(%ld): rename(%s, %s) failed: %m", sm->login,
 			       sm->uid, sendmail_temp_path, str_c(&final));
 	free(sendmail_temp_path);

@@ -67,19 +67,12 @@ void lmtpd_session_start(int fd, bool local, const char *addr)
 
 void lmtpd_reply(struct lmtpd_session *s, const char *fmt, ...)
 {
-	char line[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		msg_panic("lmtpd_reply: bad format %s", fmt);
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
 	if (s->state == LMTPD_STATE_CLOSING)
 		return;
-	netconn_write(s->conn, line, (size_t)n);
-	netconn_write(s->conn, "\r\n", 2);
+	va_list ap;
+	va_start(ap, fmt);
+	(void)netconn_vwrite_line(s->conn, fmt, ap);
+	va_end(ap);
 }
 
 void lmtpd_transaction_reset(struct lmtpd_session *s)

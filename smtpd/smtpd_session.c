@@ -263,20 +263,13 @@ void smtpd_count_error(struct smtpd_session *s)
 
 void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
 {
-	char line[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		msg_panic("smtpd_reply: bad format %s", fmt);
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
 	if (s->state == SMTPD_STATE_CLOSING)
 		return;
-	netconn_write(s->conn, line, (size_t)n);
-	netconn_write(s->conn, "\r\n", 2);
-	if (line[0] == '4' || line[0] == '5')
+	va_list ap;
+	va_start(ap, fmt);
+	char cls = netconn_vwrite_line(s->conn, fmt, ap);
+	va_end(ap);
+	if (cls == '4' || cls == '5')
 		smtpd_count_error(s);
 }
 

@@ -405,24 +405,6 @@ bool queue_writer_failed(const struct queue_writer *qw)
 	return qw->error != 0;
 }
 
-/* queue_rename_noreplace: rename that fails with EEXIST instead of
- * replacing an existing queue file. */
-static int queue_rename_noreplace(const char *from, const char *to)
-{
-#ifdef RENAME_NOREPLACE
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-#endif
-	/* The file system cannot do it atomically: link() refuses an existing
-	 * name too. A temp name left by a crash here is invisible. */
-	if (link(from, to) < 0)
-		return -1;
-	(void)unlink(from);
-	return 0;
-}
-
 /* queue_writer_finish: trailer, END, fsync, close, rename, directory
  * fsync; stops at the first error. Returns true when the final name was
  * created (so cleanup must remove that one). */
@@ -447,7 +429,7 @@ static bool queue_writer_finish(struct queue_writer *qw)
 				  strerror(errno));
 	if (qw->error != 0)
 		return false;
-	if (queue_rename_noreplace(qw->temp_path, qw->final_path) < 0) {
+	if (rename_noreplace(qw->temp_path, qw->final_path) < 0) { /* 1: temp name left, invisible */
 		queue_writer_fail(qw, errno, "rename(%s, %s) failed: %s", qw->temp_path,
 				  qw->final_path, strerror(errno));
 		return false;

@@ -367,6 +367,19 @@ void netconn_printf(struct netconn *conn, const char *fmt, ...)
 		netconn_update_io(conn);
 }
 
+char netconn_vwrite_line(struct netconn *conn, const char *fmt, va_list ap)
+{
+	char line[NETCONN_LINE_MAX + 1];
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (n < 0)
+		msg_panic("netconn_vwrite_line: bad format %s", fmt);
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	netconn_write(conn, line, (size_t)n);
+	netconn_write(conn, "\r\n", 2);
+	return line[0];
+}
+
 /* netconn_flush: try writing now; callbacks follow from the loop. */
 void netconn_flush(struct netconn *conn)
 {

@@ -38,6 +38,7 @@
 #ifndef PETREL_NETCONN_H
 #define PETREL_NETCONN_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -83,6 +84,11 @@ void netconn_set_output_limit(struct netconn *conn, size_t bytes);
 /* netconn_write: append to the output buffer (dropped once closed). */
 void netconn_write(struct netconn *conn, const void *data, size_t len);
 void netconn_printf(struct netconn *conn, const char *fmt, ...) ATTR_FORMAT(2, 3);
+/* netconn_vwrite_line: one protocol reply line, formatted, capped at
+ * NETCONN_LINE_MAX bytes, CRLF added. Returns its first byte (the reply
+ * class for SMTP/LMTP: '2', '4', '5'...). */
+#define NETCONN_LINE_MAX 1023
+char netconn_vwrite_line(struct netconn *conn, const char *fmt, va_list ap) ATTR_FORMAT(2, 0);
 /* netconn_flush: write what the socket takes now, without waiting. */
 void netconn_flush(struct netconn *conn);
 size_t netconn_output_pending(const struct netconn *conn);

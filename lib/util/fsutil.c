@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "util/fsutil.h"
@@ -22,4 +23,19 @@ int fsync_dir(const char *path)
 	/* A close error after a good fsync still means the kernel reported a
 	 * problem; pass it on rather than guess. */
 	return close(fd) < 0 ? -1 : 0;
+}
+
+int rename_noreplace(const char *from, const char *to)
+{
+#ifdef RENAME_NOREPLACE
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+#endif
+	/* The file system cannot do it atomically: link() refuses an existing
+	 * name too. */
+	if (link(from, to) < 0)
+		return -1;
+	return unlink(from) < 0 ? 1 : 0;
 }

@@ -10,4 +10,11 @@
  * errno set (the directory's open, fsync or close error). */
 int fsync_dir(const char *path);
 
+/* rename_noreplace: rename from to to, failing with EEXIST instead of
+ * replacing an existing file (renameat2 RENAME_NOREPLACE, or link + unlink
+ * where the file system cannot). Returns 0; 1 when to is in place but the
+ * old name could not be removed (link fallback; errno from unlink); -1
+ * with errno when nothing was moved. */
+int rename_noreplace(const char *from, const char *to);
+
 #endif
