@@ -12,6 +12,9 @@
  *	exactly as Dovecot's LMTP server writes it, and recorded in the
  *	user's index (doc/mailstore.md). One reply per accepted recipient
  *	follows DATA, each sent only once that recipient's file is durable.
+ *	On the UNIX socket it offers XDELIVERYID: a delivery that carries
+ *	the queue ID is stored at most once per mailbox, however often it is
+ *	repeated (doc/delivery.md, "Exactly once").
  *
  * SECURITY
  *	Reachable only through the private socket (or a trusted inet
@@ -51,6 +54,11 @@ static void lmtpd_pre_init(void *ctx)
 	c->mail_location = config_str("mail_location");
 	c->default_home = config_str("lmtpd_default_home");
 	c->save_to_detail = config_bool("lmtp_save_to_detail_mailbox");
+	/* A delivery can be retried for as long as its message may stay in
+	 * the queue; a day more covers a clock step and the last retry. */
+	long lifetime = config_time("maximal_queue_lifetime");
+	long bounce_lifetime = config_time("bounce_queue_lifetime");
+	c->delivery_record_ttl = (lifetime > bounce_lifetime ? lifetime : bounce_lifetime) + 86400;
 	c->userdb = userdb_open(config_str("lmtpd_user_database"));
 }
 

@@ -32,6 +32,7 @@ struct lmtpd_config {
 	const char *mail_location;
 	const char *default_home;
 	bool save_to_detail;
+	long delivery_record_ttl; /* seconds a delivery record is kept */
 	struct userdb *userdb;
 };
 
@@ -93,9 +94,10 @@ void lmtpd_new_id(char id[LMTPD_ID_LEN + 1]);
 /* lmtpd_deliver.c */
 /* lmtpd_rcpt_resolve: the user, Maildir and folder of a recipient; 1 ok,
  * 0 unknown user, -1 temporary failure; *reply_r is set for 0 and -1 and
- * for a quota refusal (then 0 with quota text). */
-int lmtpd_rcpt_resolve(const struct smtp_addr *addr, long long size, struct lmtpd_rcpt *r,
-		       char *reply, size_t reply_size);
+ * for a quota refusal (then 0 with quota text; only with check_quota: a
+ * delivery with a delivery id is checked at DATA, unless it is a repeat). */
+int lmtpd_rcpt_resolve(const struct smtp_addr *addr, long long size, bool check_quota,
+		       struct lmtpd_rcpt *r, char *reply, size_t reply_size);
 void lmtpd_rcpt_free(struct lmtpd_rcpt *r);
 void lmtpd_data_begin(struct lmtpd_session *s);
 /* lmtpd_data_feed: consume DATA bytes; true at the end (replies sent). */

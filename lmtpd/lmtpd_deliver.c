@@ -124,8 +124,8 @@ static bool rcpt_over_quota(const struct lmtpd_rcpt *r, long long size)
 	return usage >= r->quota || (size > 0 && usage + size > r->quota);
 }
 
-int lmtpd_rcpt_resolve(const struct smtp_addr *addr, long long size, struct lmtpd_rcpt *r,
-		       char *reply, size_t reply_size)
+int lmtpd_rcpt_resolve(const struct smtp_addr *addr, long long size, bool check_quota,
+		       struct lmtpd_rcpt *r, char *reply, size_t reply_size)
 {
 	struct userdb_user u;
 	const char *error = NULL;
@@ -151,7 +151,7 @@ int lmtpd_rcpt_resolve(const struct smtp_addr *addr, long long size, struct lmtp
 		snprintf(reply, reply_size, "451 4.3.0 <%s> Temporary internal error", addr->external);
 		return -1;
 	}
-	if (rcpt_over_quota(r, size)) {
+	if (check_quota && rcpt_over_quota(r, size)) {
 		snprintf(reply, reply_size,
 			 "552 5.2.2 <%s> Quota exceeded (mailbox for user is full)", r->address);
 		lmtpd_rcpt_free(r);
@@ -370,40 +370,150 @@ static void deliver_index(const struct lmtpd_rcpt *r, const char *name, const ch
 		deliver_unbecome(&creds);
 }
 
-/* deliver_one: one recipient's file, its index entry, log and reply. */
-static void deliver_one(struct lmtpd_session *s, const struct lmtpd_rcpt *r, const char *msgid)
+/* once_finish: move a recorded delivery's file into new/ if it is still
+ * in tmp/, then index it when the record could not (uid 0). */
+static int once_finish(const struct lmtpd_rcpt *r, struct mbox_index *ix, const char *name,
+		       uint32_t uid, int *err_r, const char **error_r)
 {
-	char id[LMTPD_ID_LEN + 1];
-	lmtpd_new_id(id);
+	if (maildir_finish(r->maildir, r->folder, name, err_r, error_r) < 0)
+		return -1;
+	const char *ix_error = NULL;
+	if (uid == 0 && mbox_index_add(ix, r->folder, name, &uid, &ix_error) < 0)
+		msg_warn("lmtp(%s): index update failed (rebuilt on next sync): %s", r->user,
+			 ix_error);
+	return 0;
+}
+
+/* once_store: prepare, record, finish; 1 stored, 0 a concurrent attempt
+ * recorded it first (finished here too), -1 failed. */
+static int once_store(const struct lmtpd_rcpt *r, struct mbox_index *ix, const char *delivery_id,
+		      const struct iovec *iov, struct str *name, int *err_r, const char **error_r)
+{
+	if (maildir_prepare(r->maildir, r->folder, lmtpd_config.myhostname, iov, 2, name, err_r,
+			    error_r) < 0)
+		return -1;
+	time_t now = time(NULL);
+	uint32_t uid = 0;
+	const char *earlier;
+	int ret = mbox_index_delivery_record(ix, r->folder, delivery_id, str_c(name), now,
+					     now - lmtpd_config.delivery_record_ttl, &uid, &earlier,
+					     error_r);
+	if (ret <= 0) {
+		maildir_discard(r->maildir, r->folder, str_c(name));
+		if (ret < 0) {
+			*err_r = 0;
+			return -1;
+		}
+		str_clear(name);
+		str_append(name, earlier);
+	}
+	if (once_finish(r, ix, str_c(name), ret > 0 ? uid : 1, err_r, error_r) < 0)
+		return -1;
+	return ret;
+}
+
+/* deliver_reply_failure: the log line and the temporary reply. */
+static void deliver_reply_failure(struct lmtpd_session *s, const struct lmtpd_rcpt *r,
+				  const char *id, const char *msgid, int err, const char *error)
+{
+	msg_error("lmtp(%s)<%ld><%s>: msgid=%s: save failed to %s: %s", r->user, (long)getpid(),
+		  id, msgid, r->folder, error);
+	if (err == EDQUOT)
+		lmtpd_reply(s, "452 4.2.2 <%s> Mailbox is full", r->address);
+	else if (err == ENOSPC)
+		lmtpd_reply(s, "452 4.3.1 <%s> Insufficient system storage", r->address);
+	else
+		lmtpd_reply(s, "451 4.3.0 <%s> Temporary internal error", r->address);
+}
+
+/* deliver_refused: the loop and quota checks; true when refused. */
+static bool deliver_refused(struct lmtpd_session *s, const struct lmtpd_rcpt *r, const char *id,
+			    const char *msgid)
+{
 	if (data_delivered_to(&s->content, r->address)) {
 		msg_info("lmtp(%s)<%ld><%s>: msgid=%s: save failed to %s: mail forwarding loop",
 			 r->user, (long)getpid(), id, msgid, r->folder);
 		lmtpd_reply(s, "554 5.4.6 <%s> mail forwarding loop for %s", r->address, r->address);
-		return;
+		return true;
 	}
 	if (rcpt_over_quota(r, (long long)s->content.len)) {
 		msg_info("lmtp(%s)<%ld><%s>: msgid=%s: save failed to %s: Quota exceeded "
 			 "(mailbox for user is full)", r->user, (long)getpid(), id, msgid, r->folder);
 		lmtpd_reply(s, "552 5.2.2 <%s> Quota exceeded (mailbox for user is full)", r->address);
-		return;
+		return true;
 	}
+	return false;
+}
+
+/* deliver_once: a delivery that carries a delivery id: stored at most
+ * once in this mailbox however often it is repeated. As the user (like
+ * deliver_file): a repeat of a delivery saved before is finished if a
+ * crash left it in tmp/ and not checked again (the first copy may be what
+ * fills the quota now); a new one is checked, then stored. 1 stored now,
+ * 0 stored before (name is that file), 2 refused (replied), -1 failed
+ * (*err_r, *error_r). */
+static int deliver_once(struct lmtpd_session *s, const struct lmtpd_rcpt *r, const char *id,
+			const char *msgid, const struct iovec *iov, struct str *name,
+			int *err_r, const char **error_r)
+{
+	struct deliver_creds creds;
+	int become = deliver_become(r, &creds);
+	if (become < 0) {
+		*err_r = errno;
+		*error_r = "cannot switch to the user's uid/gid";
+		return -1;
+	}
+	const char *delivery_id = s->mail_params.delivery_id, *earlier;
+	struct mbox_index *ix = NULL;
+	*err_r = 0;
+	int ret = maildir_create(r->maildir, "INBOX", error_r);
+	if (ret < 0)
+		*err_r = errno;
+	else if ((ret = mbox_index_open(r->maildir, &ix, error_r)) == 0 &&
+		 (ret = mbox_index_delivery_lookup(ix, r->folder, delivery_id, &earlier,
+						   error_r)) > 0) {
+		str_append(name, earlier);
+		ret = once_finish(r, ix, str_c(name), 1, err_r, error_r) < 0 ? -1 : 0;
+	} else if (ret == 0 && deliver_refused(s, r, id, msgid))
+		ret = 2;
+	else if (ret == 0)
+		ret = once_store(r, ix, delivery_id, iov, name, err_r, error_r);
+	mbox_index_close(&ix);
+	if (become > 0)
+		deliver_unbecome(&creds);
+	return ret;
+}
+
+/* deliver_one: one recipient's file, its index entry, log and reply. */
+static void deliver_one(struct lmtpd_session *s, const struct lmtpd_rcpt *r, const char *msgid)
+{
+	char id[LMTPD_ID_LEN + 1];
+	lmtpd_new_id(id);
+	const char *delivery_id = s->mail_params.delivery_id;
+	if (delivery_id == NULL && deliver_refused(s, r, id, msgid))
+		return;
 	struct str h = STR_INIT, name = STR_INIT;
 	data_headers(s, r, id, &h);
 	struct iovec iov[2] = { { h.data, h.len }, { s->content.data, s->content.len } };
 	const char *error = NULL;
 	int err = 0;
-	int ret = deliver_file(r, iov, &name, &err, &error);
-	if (ret < 0) {
-		msg_error("lmtp(%s)<%ld><%s>: msgid=%s: save failed to %s: %s", r->user,
-			  (long)getpid(), id, msgid, r->folder, error);
-		if (err == EDQUOT)
-			lmtpd_reply(s, "452 4.2.2 <%s> Mailbox is full", r->address);
-		else if (err == ENOSPC)
-			lmtpd_reply(s, "452 4.3.1 <%s> Insufficient system storage", r->address);
-		else
-			lmtpd_reply(s, "451 4.3.0 <%s> Temporary internal error", r->address);
-	} else {
+	int ret;
+	if (delivery_id != NULL)
+		ret = deliver_once(s, r, id, msgid, iov, &name, &err, &error);
+	else if ((ret = deliver_file(r, iov, &name, &err, &error)) == 0) {
 		deliver_index(r, str_c(&name), id);
+		ret = 1;
+	}
+	if (ret < 0)
+		deliver_reply_failure(s, r, id, msgid, err, error);
+	else if (ret == 2)
+		; /* refused: deliver_refused replied */
+	else if (ret == 0) {
+		msg_info("lmtp(%s)<%ld><%s>: msgid=%s: delivery %s was saved to %s before: "
+			 "not saved again", r->user, (long)getpid(), id, msgid, delivery_id,
+			 r->folder);
+		lmtpd_reply(s, "250 2.0.0 <%s> %s Saved before", r->address, id);
+	} else {
 		msg_info("lmtp(%s)<%ld><%s>: msgid=%s: saved mail to %s", r->user, (long)getpid(),
 			 id, msgid, r->folder);
 		lmtpd_reply(s, "250 2.0.0 <%s> %s Saved", r->address, id);

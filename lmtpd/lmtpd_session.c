@@ -151,6 +151,8 @@ static void cmd_lhlo(struct lmtpd_session *s, const char *arg)
 	lmtpd_reply(s, "250-PIPELINING");
 	lmtpd_reply(s, "250-SMTPUTF8");
 	lmtpd_reply(s, "250-DSN");
+	if (s->local)
+		lmtpd_reply(s, "250-XDELIVERYID");
 	lmtpd_reply(s, "250 SIZE %lld", lmtpd_config.size_limit);
 }
 
@@ -161,6 +163,8 @@ static const char *after_prefix(const char *arg, const char *prefix)
 }
 
 #define LMTPD_EXT (SMTP_EXT_SIZE | SMTP_EXT_8BITMIME | SMTP_EXT_DSN | SMTP_EXT_SMTPUTF8)
+/* lmtpd_ext: XDELIVERYID only on the internal (UNIX) socket. */
+#define lmtpd_ext(s) (LMTPD_EXT | ((s)->local ? SMTP_EXT_XDELIVERYID : 0))
 
 static void cmd_mail(struct lmtpd_session *s, const char *arg)
 {
@@ -183,7 +187,7 @@ static void cmd_mail(struct lmtpd_session *s, const char *arg)
 		lmtpd_reply(s, "501 5.1.7 Invalid FROM: %s", error);
 		return;
 	}
-	e = smtp_params_parse_mail(rest, strlen(rest), LMTPD_EXT, &s->mail_params, &error);
+	e = smtp_params_parse_mail(rest, strlen(rest), lmtpd_ext(s), &s->mail_params, &error);
 	if (e != ADDR_OK) {
 		smtp_addr_deinit(&s->sender);
 		lmtpd_reply(s, "%s 5.5.4 Invalid FROM: %s", e == ADDR_ERR_PARAM_UNKNOWN ? "555" : "501",
@@ -224,7 +228,7 @@ static void cmd_rcpt(struct lmtpd_session *s, const char *arg)
 		lmtpd_reply(s, "501 5.1.3 Invalid TO: %s", error);
 		return;
 	}
-	e = smtp_params_parse_rcpt(rest, strlen(rest), LMTPD_EXT, &params, &error);
+	e = smtp_params_parse_rcpt(rest, strlen(rest), lmtpd_ext(s), &params, &error);
 	smtp_params_deinit(&params);
 	if (e != ADDR_OK) {
 		lmtpd_reply(s, "%s 5.5.4 Invalid TO: %s", e == ADDR_ERR_PARAM_UNKNOWN ? "555" : "501",
@@ -234,7 +238,8 @@ static void cmd_rcpt(struct lmtpd_session *s, const char *arg)
 	}
 	struct lmtpd_rcpt r;
 	char reply[600];
-	int ret = lmtpd_rcpt_resolve(&addr, s->mail_params.size, &r, reply, sizeof(reply));
+	int ret = lmtpd_rcpt_resolve(&addr, s->mail_params.size, s->mail_params.delivery_id == NULL,
+				     &r, reply, sizeof(reply));
 	smtp_addr_deinit(&addr);
 	if (ret <= 0) {
 		lmtpd_reply(s, "%s", reply);

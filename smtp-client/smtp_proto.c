@@ -69,6 +69,7 @@ struct smtp_session {
 	struct timeval handoff, conn_done;
 
 	bool pipelining, size, eightbit, smtputf8, dsn;
+	bool delivery_id; /* Petrel's lmtpd: XDELIVERYID (exactly once) */
 	long long size_limit; /* from "SIZE n"; 0: none given */
 	struct smtp_reply reply;
 
@@ -260,6 +261,10 @@ static void smtp_send_mail(struct smtp_session *s)
 		str_append(&cmd, " ENVID=");
 		smtp_xtext(&cmd, envid);
 	}
+	/* The queue ID makes the delivery idempotent at lmtpd: a repeat
+	 * (after a crash or a lost reply) stores no second copy. */
+	if (s->delivery_id)
+		str_printf(&cmd, " XDELIVERYID=%s", s->req->queue_id);
 	str_append(&cmd, "\r\n");
 	netconn_write(s->conn, cmd.data, cmd.len);
 	str_deinit(&cmd);
@@ -445,6 +450,8 @@ static void smtp_capability(struct smtp_session *s, const char *kw)
 		s->smtputf8 = true;
 	else if (str_eq_icase(word, "DSN"))
 		s->dsn = true;
+	else if (str_eq_icase(word, "XDELIVERYID"))
+		s->delivery_id = queue_id_valid(s->req->queue_id);
 }
 
 /* smtp_reply_done: a whole reply is in s->reply: act on it. */

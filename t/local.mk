@@ -38,3 +38,8 @@ EXTRA_DIST += t/e2e-strace.py
 # The queue file system full (a tmpfs the test mounts; skips when refused).
 E2E_TESTS += t/e2e-fulldisk.py
 EXTRA_DIST += t/e2e-fulldisk.py
+
+# Exactly-once delivery (XDELIVERYID): repeats, one mailbox twice, quota,
+# lmtpd killed before and after the move into new/ (strace injection).
+E2E_TESTS += t/e2e-once.py
+EXTRA_DIST += t/e2e-once.py

@@ -142,6 +142,39 @@ static void test_deliver(const char *root)
 	str_deinit(&path);
 }
 
+/* test_two_step: prepare leaves the file in tmp/ only; finish moves it
+ * and may be repeated (a retry after a crash); discard removes it. */
+static void test_two_step(const char *root)
+{
+	static const char body[] = "Subject: y\n\ntwo steps\n";
+	struct iovec iov[2] = { { (void *)"", 0 }, { (void *)body, sizeof(body) - 1 } };
+	struct str name = STR_INIT, tmp = STR_INIT, new = STR_INIT;
+	const char *error = NULL;
+	int err;
+	str_printf(&tmp, "%s/tmp", root);
+	str_printf(&new, "%s/new", root);
+	int before = count_dir(str_c(&new), NULL, 0);
+	tap_is_int(maildir_prepare(root, "INBOX", "h", iov, 2, &name, &err, &error), 0, "prepared");
+	tap_ok(strstr(str_c(&name), ",S=22,W=25") != NULL, "prepared name %s", str_c(&name));
+	tap_ok(count_dir(str_c(&tmp), NULL, 0) == 1 && count_dir(str_c(&new), NULL, 0) == before,
+	       "prepared file only in tmp/");
+	tap_is_int(maildir_finish(root, "INBOX", str_c(&name), &err, &error), 0, "finished");
+	tap_ok(count_dir(str_c(&tmp), NULL, 0) == 0 && count_dir(str_c(&new), NULL, 0) == before + 1,
+	       "finished file in new/");
+	tap_is_int(maildir_finish(root, "INBOX", str_c(&name), &err, &error), 0,
+		   "finishing again is harmless");
+	tap_is_int(count_dir(str_c(&new), NULL, 0), before + 1, "still one copy");
+	str_clear(&name);
+	tap_is_int(maildir_prepare(root, "INBOX", "h", iov, 2, &name, &err, &error), 0,
+		   "prepared another");
+	maildir_discard(root, "INBOX", str_c(&name));
+	tap_ok(count_dir(str_c(&tmp), NULL, 0) == 0 && count_dir(str_c(&new), NULL, 0) == before + 1,
+	       "discarded: nothing in tmp/ or new/");
+	str_deinit(&name);
+	str_deinit(&tmp);
+	str_deinit(&new);
+}
+
 /* test_enospc: a 64 KiB tmpfs; a message bigger than that must fail with
  * ENOSPC and leave nothing in new/ or tmp/. */
 static void test_enospc(const char *base)
@@ -188,6 +221,7 @@ int main(void)
 	test_folders();
 	test_names();
 	test_deliver(str_c(&root));
+	test_two_step(str_c(&root));
 	test_enospc(base);
 	str_deinit(&root);
 	rm_rf(base);

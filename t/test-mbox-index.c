@@ -247,6 +247,46 @@ static void test_dovecot(const char *root)
 	str_deinit(&dir);
 }
 
+/* test_delivery_records: record, repeat, lookup, per folder, expiry. */
+static void test_delivery_records(const char *root)
+{
+	const char *error = NULL, *name = NULL;
+	struct mbox_index *ix = NULL;
+	uint32_t uid = 0;
+	maildir_create(root, "INBOX", &error);
+	tap_is_int(mbox_index_open(root, &ix, &error), 0, "records: open");
+	tap_is_int(mbox_index_sync(ix, "INBOX", &error), 0, "records: sync");
+	tap_is_int(mbox_index_delivery_lookup(ix, "INBOX", "Q1", &name, &error), 0,
+		   "unknown id: not found");
+	tap_is_int(mbox_index_delivery_record(ix, "INBOX", "Q1", "100.M1P1.h,S=1,W=1", 1000, 0,
+					      &uid, &name, &error), 1, "recorded");
+	tap_ok(uid > 0, "recorded with a UID (%u)", uid);
+	uint32_t found = 0;
+	tap_ok(mbox_index_lookup_name(ix, "INBOX", "100.M1P1.h,S=1,W=1", &found, &error) == 1 &&
+	       found == uid, "the name has that UID");
+	tap_is_int(mbox_index_delivery_record(ix, "inbox", "Q1", "200.M2P2.h,S=1,W=1", 1001, 0,
+					      &uid, &name, &error), 0, "a repeat is not recorded");
+	tap_is_str(name, "100.M1P1.h,S=1,W=1", "the repeat gets the first name");
+	tap_ok(mbox_index_delivery_lookup(ix, "INBOX", "Q1", &name, &error) == 1 &&
+	       strcmp(name, "100.M1P1.h,S=1,W=1") == 0, "lookup finds it");
+	tap_is_int(mbox_index_delivery_lookup(ix, "Sent", "Q1", &name, &error), 0,
+		   "records are per folder");
+	tap_is_int(mbox_index_delivery_lookup(ix, "INBOX", "bad-id", &name, &error), -1,
+		   "a bad id is refused");
+	/* A record from time 2000 expires Q1 (time 1000, before 1500). */
+	tap_is_int(mbox_index_delivery_record(ix, "INBOX", "Q2", "300.M3P3.h,S=1,W=1", 2000, 1500,
+					      &uid, &name, &error), 1, "second id recorded");
+	tap_is_int(mbox_index_delivery_lookup(ix, "INBOX", "Q1", &name, &error), 0,
+		   "the old record expired");
+	tap_is_int(mbox_index_delivery_lookup(ix, "INBOX", "Q2", &name, &error), 1,
+		   "the new one stays");
+	mbox_index_close(&ix);
+	tap_is_int(mbox_index_open(root, &ix, &error), 0, "reopened");
+	tap_is_int(mbox_index_delivery_lookup(ix, "INBOX", "Q2", &name, &error), 1,
+		   "the record survives a reopen");
+	mbox_index_close(&ix);
+}
+
 int main(void)
 {
 	char base[] = "/tmp/test-mbox-index.XXXXXX";
@@ -258,6 +298,9 @@ int main(void)
 	str_clear(&root);
 	str_printf(&root, "%s/dovecot/Maildir", base);
 	test_dovecot(str_c(&root));
+	str_clear(&root);
+	str_printf(&root, "%s/records/Maildir", base);
+	test_delivery_records(str_c(&root));
 	str_deinit(&root);
 	rm_rf(base);
 	return tap_done();

@@ -734,6 +734,28 @@ static enum addr_error param_auth(struct smtp_params *p, const struct param_toke
 	return ADDR_OK;
 }
 
+/* param_delivery_id: XDELIVERYID=1*40(ALPHA / DIGIT): the queue ID that
+ * makes a delivery from Petrel's queue manager to lmtpd idempotent (see
+ * doc/delivery.md, "Exactly once"). */
+static enum addr_error param_delivery_id(struct smtp_params *p, const struct param_token *t,
+					 unsigned ext, const char **error_r)
+{
+	enum addr_error err = params_need_value(t, error_r);
+	if (err != ADDR_OK)
+		return err;
+	bool ok = t->value_len > 0 && t->value_len <= SMTP_DELIVERY_ID_MAX;
+	for (size_t i = 0; ok && i < t->value_len; i++) {
+		char c = t->value[i];
+		ok = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+	}
+	if (!ok) {
+		*error_r = "bad XDELIVERYID value";
+		return ADDR_ERR_PARAM_SYNTAX;
+	}
+	p->delivery_id = xstrndup(t->value, t->value_len);
+	return ADDR_OK;
+}
+
 /* params_notify_word: the bit for one NOTIFY keyword, or 0. */
 static unsigned params_notify_word(const char *word, size_t len)
 {
@@ -816,6 +838,7 @@ static const struct smtp_param_def smtp_param_defs[] = {
 	{ "RET", false, SMTP_EXT_DSN, param_ret },
 	{ "ENVID", false, SMTP_EXT_DSN, param_envid },
 	{ "AUTH", false, SMTP_EXT_AUTH, param_auth },
+	{ "XDELIVERYID", false, SMTP_EXT_XDELIVERYID, param_delivery_id },
 	{ "NOTIFY", true, SMTP_EXT_DSN, param_notify },
 	{ "ORCPT", true, SMTP_EXT_DSN, param_orcpt },
 };
@@ -938,6 +961,7 @@ void smtp_params_init(struct smtp_params *p)
 	p->ret = SMTP_RET_UNSET;
 	p->envid = NULL;
 	p->auth = NULL;
+	p->delivery_id = NULL;
 	p->orcpt = NULL;
 }
 
@@ -960,6 +984,7 @@ void smtp_params_deinit(struct smtp_params *p)
 {
 	free(p->envid);
 	free(p->auth);
+	free(p->delivery_id);
 	free(p->orcpt);
 	smtp_params_init(p);
 }

@@ -96,6 +96,7 @@ void addr_external_local(struct str *out, const char *local, size_t len);
 #define SMTP_ENVID_MAX 100		 /* decoded octets (RFC 3461 4.4) */
 #define SMTP_ORCPT_MAX 500		 /* decoded octets (RFC 3461 4.2) */
 #define SMTP_AUTH_MAX 500		 /* decoded octets */
+#define SMTP_DELIVERY_ID_MAX 40		 /* XDELIVERYID= octets */
 
 /* The extensions smtpd offers in its EHLO reply; a keyword belonging to
  * one that is not offered is ADDR_ERR_PARAM_UNKNOWN. */
@@ -106,6 +107,7 @@ enum smtp_ext {
 	SMTP_EXT_DSN = 1 << 3,	      /* RET= ENVID= NOTIFY= ORCPT= */
 	SMTP_EXT_SMTPUTF8 = 1 << 4,   /* SMTPUTF8 */
 	SMTP_EXT_AUTH = 1 << 5,	      /* AUTH= */
+	SMTP_EXT_XDELIVERYID = 1 << 6, /* XDELIVERYID= (Petrel's internal LMTP) */
 };
 /* What smtpd offers unless configured otherwise: all but BINARYMIME. */
 #define SMTP_EXT_DEFAULT                                                  \
@@ -140,6 +142,7 @@ struct smtp_params {
 	enum smtp_ret ret;   /* RET= */
 	char *envid;	     /* ENVID=, xtext-decoded, or NULL */
 	char *auth;	     /* AUTH=, decoded mailbox or "<>", or NULL */
+	char *delivery_id;   /* XDELIVERYID=, letters and digits, or NULL */
 	/* RCPT */
 	unsigned notify; /* NOTIFY=, enum smtp_notify bits, 0 when not given */
 	char *orcpt;	 /* ORCPT=, "addr-type;decoded address", or NULL */

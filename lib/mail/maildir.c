@@ -282,6 +282,103 @@ int maildir_deliver(const char *root, const char *folder, const char *hostname,
 	return ret;
 }
 
+int maildir_prepare(const char *root, const char *folder, const char *hostname,
+		    const struct iovec *iov, int iovcnt, struct str *name_r, int *errno_r,
+		    const char **error_r)
+{
+	long long size = 0, vsize = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		long long s, v;
+		maildir_sizes(iov[i].iov_base, iov[i].iov_len, &s, &v);
+		size += s;
+		vsize += v;
+	}
+	struct str dir = STR_INIT, tmp = STR_INIT, base = STR_INIT;
+	maildir_folder_dir(&dir, root, folder);
+	int ret = -1;
+	*errno_r = 0;
+	for (int tries = 0; tries < MAILDIR_LINK_TRIES && ret < 0; tries++) {
+		str_clear(&base);
+		maildir_base_name(&base, hostname, NULL);
+		str_clear(&tmp);
+		str_printf(&tmp, "%s/tmp/%s,S=%lld,W=%lld", str_c(&dir), str_c(&base), size, vsize);
+		if (maildir_write_tmp(str_c(&tmp), iov, iovcnt, errno_r, error_r) == 0)
+			ret = 0;
+		else if (*errno_r != EEXIST)
+			break;
+	}
+	if (ret == 0) {
+		/* The tmp/ entry must be durable before anyone records it. */
+		str_append(&dir, "/tmp");
+		if (fsync_dir(str_c(&dir)) < 0) {
+			*errno_r = errno;
+			*error_r = maildir_fail("fsync(%s) failed: %m", str_c(&dir));
+			unlink(str_c(&tmp));
+			ret = -1;
+		} else
+			str_printf(name_r, "%s,S=%lld,W=%lld", str_c(&base), size, vsize);
+	}
+	str_deinit(&dir);
+	str_deinit(&tmp);
+	str_deinit(&base);
+	return ret;
+}
+
+/* maildir_move_new: tmp/name -> new/name unless that happened already. */
+static int maildir_move_new(const char *tmp, const char *dst, int *errno_r, const char **error_r)
+{
+	int r = rename_noreplace(tmp, dst);
+	if (r >= 0)
+		return 0;
+	if (errno == ENOENT) {
+		/* Moved by an earlier attempt (then the user may have moved it
+		 * on to cur/ or expunged it) or by a concurrent one. */
+		struct stat st;
+		if (lstat(tmp, &st) < 0 && errno == ENOENT)
+			return 0;
+	}
+	if (errno == EEXIST) {
+		/* Both names after a crash in a link()+unlink() fallback. */
+		unlink(tmp);
+		return 0;
+	}
+	*errno_r = errno;
+	*error_r = maildir_fail("rename(%s, %s) failed: %m", tmp, dst);
+	return -1;
+}
+
+int maildir_finish(const char *root, const char *folder, const char *name, int *errno_r,
+		   const char **error_r)
+{
+	struct str dir = STR_INIT, tmp = STR_INIT, dst = STR_INIT;
+	maildir_folder_dir(&dir, root, folder);
+	str_printf(&tmp, "%s/tmp/%s", str_c(&dir), name);
+	str_printf(&dst, "%s/new/%s", str_c(&dir), name);
+	*errno_r = 0;
+	int ret = maildir_move_new(str_c(&tmp), str_c(&dst), errno_r, error_r);
+	if (ret == 0) {
+		str_append(&dir, "/new");
+		if (fsync_dir(str_c(&dir)) < 0) {
+			*errno_r = errno;
+			*error_r = maildir_fail("fsync(%s) failed: %m", str_c(&dir));
+			ret = -1;
+		}
+	}
+	str_deinit(&dir);
+	str_deinit(&tmp);
+	str_deinit(&dst);
+	return ret;
+}
+
+void maildir_discard(const char *root, const char *folder, const char *name)
+{
+	struct str path = STR_INIT;
+	maildir_folder_dir(&path, root, folder);
+	str_printf(&path, "/tmp/%s", name);
+	unlink(str_c(&path));
+	str_deinit(&path);
+}
+
 /* maildir_usage_dir: sum the message sizes in one cur/ or new/. */
 static long long maildir_usage_dir(const char *dir)
 {

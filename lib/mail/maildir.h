@@ -60,6 +60,28 @@ int maildir_deliver(const char *root, const char *folder, const char *hostname,
 		    const struct iovec *iov, int iovcnt, struct str *name_r, int *errno_r,
 		    const char **error_r);
 
+/* Delivery in two steps, for a delivery that must happen once however
+ * often it is retried (lmtpd with a delivery identity; doc/delivery.md):
+ *
+ * maildir_prepare: write the content as tmp/<name>, where name is the
+ * final file name (base name with ,S= and ,W=), fsync it, close it and
+ * fsync tmp/; append name to name_r. Then the caller records name
+ * durably, and calls
+ * maildir_finish: rename tmp/<name> to new/<name> (never replacing) and
+ * fsync new/. A tmp/<name> that is gone counts as moved: the caller
+ * records name only once its tmp file is durable, so after any crash the
+ * file is either still in tmp/ (finish moves it) or was moved (and the
+ * user may have read or deleted it since): finish can be called again
+ * after a crash, by a retry, and does the right thing.
+ * maildir_discard: remove tmp/<name> (prepare succeeded, recording did
+ * not). */
+int maildir_prepare(const char *root, const char *folder, const char *hostname,
+		    const struct iovec *iov, int iovcnt, struct str *name_r, int *errno_r,
+		    const char **error_r);
+int maildir_finish(const char *root, const char *folder, const char *name, int *errno_r,
+		   const char **error_r);
+void maildir_discard(const char *root, const char *folder, const char *name);
+
 /* maildir_usage: bytes of the messages in cur/ and new/ of every folder
  * (from S= where the name has it, else from stat); -1 on a read error. */
 long long maildir_usage(const char *root);

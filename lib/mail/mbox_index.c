@@ -8,6 +8,8 @@
  *     "U" folder NUL uid:4         -> flags:4 keywords:4 modseq:8 basename
  *     "N" folder NUL basename      -> uid:4
  *     "K" folder NUL index:1       -> keyword name
+ *     "D" folder NUL delivery-id   -> time:8 file name   (exactly once)
+ *     "E" folder NUL time:8 id     -> ""  (the D records in time order)
  *
  * A value that is shorter than its fixed part is damage: the call fails
  * and the caller may remove the file (it is rebuilt). */
@@ -630,7 +632,8 @@ static int uidlist_read(struct mbox_index *ix, const char *dir, struct uidlist *
 		ul->version = version;
 		if (ul->nextuid <= prev)
 			ul->nextuid = prev + 1; /* appended records, as Dovecot writes them */
-		qsort(ul->recs, ul->count, sizeof(*ul->recs), uidlist_rec_cmp);
+		if (ul->count > 0)
+			qsort(ul->recs, ul->count, sizeof(*ul->recs), uidlist_rec_cmp);
 	}
 	if (ret < 0)
 		uidlist_free(ul);
@@ -916,7 +919,8 @@ static int sync_new(struct mbox_index *ix, MDB_txn *txn, const char *folder, str
 		    const struct uidlist *ul, struct mbox_index_folder *f, bool *dirty_r)
 {
 	int rc = 0;
-	qsort(sc->e, sc->count, sizeof(*sc->e), scan_time_cmp);
+	if (sc->count > 0)
+		qsort(sc->e, sc->count, sizeof(*sc->e), scan_time_cmp);
 	for (int pass = 0; pass < 2 && rc == 0; pass++) {
 		for (size_t i = 0; i < sc->count && rc == 0; i++) {
 			struct scan_entry *e = &sc->e[i];
@@ -1107,4 +1111,183 @@ int mbox_index_add(struct mbox_index *ix, const char *folder, const char *basena
 		}
 	}
 	return r > 0 ? 0 : -1;
+}
+
+/* ---- delivery records (exactly once) ---- */
+
+#define DELIVERY_EXPIRE_PER_CALL 8 /* old records dropped per new one */
+
+/* delivery_id_valid: what XDELIVERYID allows (letters and digits). */
+static bool delivery_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+	return n > 0 && n <= MBOX_INDEX_DELIVERY_ID_MAX &&
+	       strspn(id, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == n;
+}
+
+/* delivery_get: the D record of id in txn; 1 with the name in ix->buf,
+ * 0, or -1. */
+static int delivery_get(struct mbox_index *ix, MDB_txn *txn, const char *folder, const char *id,
+			const char **name_r, const char **error_r)
+{
+	struct str key = STR_INIT;
+	key_make(&key, 'D', folder, id, strlen(id));
+	MDB_val k = val_of(&key), v;
+	int rc = mdb_get(txn, ix->dbi, &k, &v);
+	str_deinit(&key);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0 || v.mv_size <= 8 || v.mv_size > 8 + MBOX_INDEX_NAME_MAX) {
+		*error_r = ix_fail(ix, "%s: delivery %s: %s", ix->path, id,
+				   rc != 0 ? mdb_strerror(rc) : "damaged record");
+		return -1;
+	}
+	str_clear(&ix->buf);
+	str_append_n(&ix->buf, (const char *)v.mv_data + 8, v.mv_size - 8);
+	*name_r = str_c(&ix->buf);
+	return 1;
+}
+
+/* delivery_put: the D record and its E (expiry order) record. */
+static int delivery_put(struct mbox_index *ix, MDB_txn *txn, const char *folder, const char *id,
+			const char *name, time_t now)
+{
+	unsigned char tail[8 + MBOX_INDEX_DELIVERY_ID_MAX];
+	size_t idlen = strlen(id);
+	struct str key = STR_INIT, val = STR_INIT;
+	put64(tail, (uint64_t)now);
+	memcpy(tail + 8, id, idlen);
+	str_append_n(&val, tail, 8);
+	str_append(&val, name);
+	key_make(&key, 'D', folder, id, idlen);
+	MDB_val k = val_of(&key), v = val_of(&val);
+	int rc = mdb_put(txn, ix->dbi, &k, &v, 0);
+	if (rc == 0) {
+		key_make(&key, 'E', folder, tail, 8 + idlen);
+		k = val_of(&key);
+		v.mv_size = 0;
+		v.mv_data = (void *)"";
+		rc = mdb_put(txn, ix->dbi, &k, &v, 0);
+	}
+	str_deinit(&key);
+	str_deinit(&val);
+	return rc;
+}
+
+/* delivery_expire: drop the oldest few records written before "before". */
+static int delivery_expire(struct mbox_index *ix, MDB_txn *txn, const char *folder, time_t before)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, ix->dbi, &cur);
+	if (rc != 0)
+		return rc;
+	struct str prefix = STR_INIT, dkey = STR_INIT;
+	key_make(&prefix, 'E', folder, NULL, 0);
+	MDB_val k = val_of(&prefix), v;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (int n = 0; rc == 0 && n < DELIVERY_EXPIRE_PER_CALL; n++) {
+		const unsigned char *kp = k.mv_data;
+		if (k.mv_size <= prefix.len + 8 || memcmp(kp, prefix.data, prefix.len) != 0 ||
+		    (time_t)get64(kp + prefix.len) >= before)
+			break;
+		key_make(&dkey, 'D', folder, kp + prefix.len + 8, k.mv_size - prefix.len - 8);
+		MDB_val dk = val_of(&dkey);
+		rc = mdb_del(txn, ix->dbi, &dk, NULL);
+		if (rc == 0 || rc == MDB_NOTFOUND)
+			rc = mdb_cursor_del(cur, 0);
+		if (rc == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+	}
+	mdb_cursor_close(cur);
+	str_deinit(&prefix);
+	str_deinit(&dkey);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* delivery_args_valid: folder (canonical INBOX), id and name. */
+static const char *delivery_args(struct mbox_index *ix, const char *folder, const char *id,
+				 const char *name, const char **error_r)
+{
+	if (str_eq_icase(folder, "INBOX"))
+		folder = "INBOX";
+	else if (!maildir_folder_valid(folder)) {
+		*error_r = ix_fail(ix, "invalid folder name");
+		return NULL;
+	}
+	if (!delivery_id_valid(id)) {
+		*error_r = ix_fail(ix, "invalid delivery id");
+		return NULL;
+	}
+	if (name != NULL && (strlen(name) > MBOX_INDEX_NAME_MAX || strchr(name, '/') != NULL ||
+			     strchr(name, ':') != NULL || name[0] == '\0')) {
+		*error_r = ix_fail(ix, "invalid base name");
+		return NULL;
+	}
+	return folder;
+}
+
+int mbox_index_delivery_lookup(struct mbox_index *ix, const char *folder, const char *id,
+			       const char **name_r, const char **error_r)
+{
+	if ((folder = delivery_args(ix, folder, id, NULL, error_r)) == NULL)
+		return -1;
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0) {
+		*error_r = ix_fail(ix, "%s: mdb_txn_begin: %s", ix->path, mdb_strerror(rc));
+		return -1;
+	}
+	int r = delivery_get(ix, txn, folder, id, name_r, error_r);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+/* delivery_record_txn: the body of mbox_index_delivery_record. */
+static int delivery_record_txn(struct mbox_index *ix, MDB_txn *txn, const char *folder,
+			       const char *id, const char *name, time_t now, time_t expire_before,
+			       uint32_t *uid_r, const char **name_r, const char **error_r)
+{
+	int r = delivery_get(ix, txn, folder, id, name_r, error_r);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	int rc = delivery_expire(ix, txn, folder, expire_before);
+	if (rc == 0)
+		rc = delivery_put(ix, txn, folder, id, name, now);
+	if (rc != 0) {
+		*error_r = ix_fail(ix, "%s: %s", ix->path, mdb_strerror(rc));
+		return -1;
+	}
+	struct str dir = STR_INIT;
+	maildir_folder_dir(&dir, ix->root, folder);
+	*uid_r = 0;
+	r = add_txn(ix, txn, folder, str_c(&dir), name, uid_r, error_r);
+	str_deinit(&dir);
+	return r < 0 ? -1 : 1;
+}
+
+int mbox_index_delivery_record(struct mbox_index *ix, const char *folder, const char *id,
+			       const char *name, time_t now, time_t expire_before,
+			       uint32_t *uid_r, const char **name_r, const char **error_r)
+{
+	if ((folder = delivery_args(ix, folder, id, name, error_r)) == NULL)
+		return -1;
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(ix->env, NULL, 0, &txn);
+	if (rc != 0) {
+		*error_r = ix_fail(ix, "%s: mdb_txn_begin: %s", ix->path, mdb_strerror(rc));
+		return -1;
+	}
+	int r = delivery_record_txn(ix, txn, folder, id, name, now, expire_before, uid_r, name_r,
+				    error_r);
+	if (r != 1) {
+		mdb_txn_abort(txn);
+		return r;
+	}
+	/* The record must be on disk before the file is moved into new/:
+	 * a commit, then the meta page that MDB_NOMETASYNC leaves unsynced. */
+	if ((rc = mdb_txn_commit(txn)) != 0 || (rc = mdb_env_sync(ix->env, 1)) != 0) {
+		*error_r = ix_fail(ix, "%s: mdb_txn_commit: %s", ix->path, mdb_strerror(rc));
+		return -1;
+	}
+	return 1;
 }

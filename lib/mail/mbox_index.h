@@ -32,11 +32,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #define MBOX_INDEX_FILE "petrel-index.lmdb"
 #define MBOX_INDEX_NAME_MAX 200
 #define MBOX_INDEX_KEYWORDS_MAX 26
 #define MBOX_INDEX_UIDLIST_LINE_MAX 8192
+#define MBOX_INDEX_DELIVERY_ID_MAX 40 /* as SMTP_DELIVERY_ID_MAX */
 
 /* System flags (IMAP) and their Maildir letters. */
 enum mbox_flag {
@@ -98,6 +100,29 @@ int mbox_index_iterate(struct mbox_index *ix, const char *folder, mbox_index_ite
  * name is valid until the next call. */
 int mbox_index_keyword(struct mbox_index *ix, const char *folder, unsigned i,
 		       const char **name_r, const char **error_r);
+
+/* Delivery records: what makes a delivery from Petrel's queue idempotent
+ * (doc/delivery.md, "Exactly once"). One record per folder and delivery
+ * id (letters and digits, at most MBOX_INDEX_DELIVERY_ID_MAX): the file
+ * name the delivery gave its message. Unlike the rest of the index these
+ * records are not a cache: they are committed and synced to disk (meta
+ * page included) before the file is moved into new/, and kept until
+ * expire_before passes them (each new record drops a few expired ones). A
+ * rebuilt index has none (a repeated delivery then stores a second copy).
+ *
+ * mbox_index_delivery_record: in one transaction: when folder already has
+ * a record for id, return 0 with *name_r (valid until the next call) set
+ * to the name recorded then; otherwise record id -> name, add name as a
+ * new message (as mbox_index_add: *uid_r, or 0 when the folder is not
+ * indexed yet and a later mbox_index_add must sync it), commit, sync, and
+ * return 1. -1 with *error_r on failure (nothing recorded). */
+int mbox_index_delivery_record(struct mbox_index *ix, const char *folder, const char *id,
+			       const char *name, time_t now, time_t expire_before,
+			       uint32_t *uid_r, const char **name_r, const char **error_r);
+/* mbox_index_delivery_lookup: the recorded name of id (read only); 1 with
+ * *name_r, 0 or -1. */
+int mbox_index_delivery_lookup(struct mbox_index *ix, const char *folder, const char *id,
+			       const char **name_r, const char **error_r);
 
 /* mbox_index_parse_flags: the flags and keywords of a file name (after
  * ":2,"; none when absent). */
