@@ -385,7 +385,8 @@ static int once_finish(const struct lmtpd_rcpt *r, struct mbox_index *ix, const 
 }
 
 /* once_store: prepare, record, finish; 1 stored, 0 a concurrent attempt
- * recorded it first (finished here too), -1 failed. */
+ * recorded it first (finished here too), -1 failed (the tmp/ file is kept
+ * when a record may name it). */
 static int once_store(const struct lmtpd_rcpt *r, struct mbox_index *ix, const char *delivery_id,
 		      const struct iovec *iov, struct str *name, int *err_r, const char **error_r)
 {
@@ -398,6 +399,12 @@ static int once_store(const struct lmtpd_rcpt *r, struct mbox_index *ix, const c
 	int ret = mbox_index_delivery_record(ix, r->folder, delivery_id, str_c(name), now,
 					     now - lmtpd_config.delivery_record_ttl, &uid, &earlier,
 					     error_r);
+	if (ret == -2) {
+		/* The record is visible: a retry finds it and finishes
+		 * tmp/<name>, so that file must stay. */
+		*err_r = 0;
+		return -1;
+	}
 	if (ret <= 0) {
 		maildir_discard(r->maildir, r->folder, str_c(name));
 		if (ret < 0) {
@@ -454,7 +461,7 @@ static bool deliver_refused(struct lmtpd_session *s, const struct lmtpd_rcpt *r,
  * (*err_r, *error_r). */
 static int deliver_once(struct lmtpd_session *s, const struct lmtpd_rcpt *r, const char *id,
 			const char *msgid, const struct iovec *iov, struct str *name,
-			int *err_r, const char **error_r)
+			struct str *error_text, int *err_r, const char **error_r)
 {
 	struct deliver_creds creds;
 	int become = deliver_become(r, &creds);
@@ -478,6 +485,11 @@ static int deliver_once(struct lmtpd_session *s, const struct lmtpd_rcpt *r, con
 		ret = 2;
 	else if (ret == 0)
 		ret = once_store(r, ix, delivery_id, iov, name, err_r, error_r);
+	if (ret < 0 && *error_r != NULL) {
+		/* *error_r may point into ix, which is freed next. */
+		str_append(error_text, *error_r);
+		*error_r = str_c(error_text);
+	}
 	mbox_index_close(&ix);
 	if (become > 0)
 		deliver_unbecome(&creds);
@@ -492,14 +504,14 @@ static void deliver_one(struct lmtpd_session *s, const struct lmtpd_rcpt *r, con
 	const char *delivery_id = s->mail_params.delivery_id;
 	if (delivery_id == NULL && deliver_refused(s, r, id, msgid))
 		return;
-	struct str h = STR_INIT, name = STR_INIT;
+	struct str h = STR_INIT, name = STR_INIT, error_text = STR_INIT;
 	data_headers(s, r, id, &h);
 	struct iovec iov[2] = { { h.data, h.len }, { s->content.data, s->content.len } };
 	const char *error = NULL;
 	int err = 0;
 	int ret;
 	if (delivery_id != NULL)
-		ret = deliver_once(s, r, id, msgid, iov, &name, &err, &error);
+		ret = deliver_once(s, r, id, msgid, iov, &name, &error_text, &err, &error);
 	else if ((ret = deliver_file(r, iov, &name, &err, &error)) == 0) {
 		deliver_index(r, str_c(&name), id);
 		ret = 1;
@@ -520,6 +532,7 @@ static void deliver_one(struct lmtpd_session *s, const struct lmtpd_rcpt *r, con
 	}
 	str_deinit(&h);
 	str_deinit(&name);
+	str_deinit(&error_text);
 }
 
 /* data_finish: the message is complete: one reply per recipient. */

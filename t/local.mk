@@ -39,6 +39,25 @@ EXTRA_DIST += t/e2e-strace.py
 E2E_TESTS += t/e2e-fulldisk.py
 EXTRA_DIST += t/e2e-fulldisk.py
 
+# msg.c's own syslog client: format, drops counted when the log writer is
+# slow or gone, the "were dropped" warning, reconnect; and a real instance
+# logging through a writer that stalls and dies (root, mount namespace).
+UNIT_TESTS += t/test-msg-syslog
+check_PROGRAMS += t/test-msg-syslog
+t_test_msg_syslog_LDADD = $(UNIT_LDADD)
+E2E_TESTS += t/e2e-syslog.py
+EXTRA_DIST += t/e2e-syslog.py
+
+# fsync failing (an LD_PRELOAD shim the test compiles; skips without cc):
+# never a 250, nothing left behind, nothing lost.
+E2E_TESTS += t/e2e-fsync-fail.py
+EXTRA_DIST += t/e2e-fsync-fail.py t/fsync_fail_shim.c
+
+# The mail store full (a tmpfs the test mounts on the mail root; skips
+# when refused): 452 4.3.1 and deferral, no partial file; quota bounces.
+E2E_TESTS += t/e2e-mailstore-full.py
+EXTRA_DIST += t/e2e-mailstore-full.py
+
 # Exactly-once delivery (XDELIVERYID): repeats, one mailbox twice, quota,
 # lmtpd killed before and after the move into new/ (strace injection).
 E2E_TESTS += t/e2e-once.py

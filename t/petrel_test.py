@@ -336,7 +336,10 @@ class Instance:
 
     def __init__(self, services=None, main_cf=None, master_cf=None, tls=False,
                  unpriv=False, chroot=False, directory=None, ipv6=None,
-                 log_file=True, tls_dir=None):
+                 log_file=True, tls_dir=None, env=None):
+        # env: extra environment variables for the master (and so its
+        # children), e.g. LD_PRELOAD for a fault-injection shim.
+        self.env = dict(env or {})
         self.services = dict(services if services is not None
                              else {"echo": "echo-daemon"})
         self.extra_main_cf = list(main_cf or [])
@@ -484,17 +487,22 @@ class Instance:
 
     # -- running
 
-    def start(self, timeout=30.0):
+    def start(self, timeout=30.0, prefix=None, foreground=True):
         """Run master -d (stderr to master.stderr) and wait until it has
-        bound its listeners (it logs "daemon started")."""
+        bound its listeners (it logs "daemon started"). prefix: argv run
+        in front of the master, which it must exec (keeping the pid), e.g.
+        a mount namespace; foreground=False: no -d, so that with
+        log_file=False the master and its children log to syslog."""
         master = os.path.join(self.libexec, "master")
         if not os.path.exists(master):
             raise Skip("master is not built")
         before = self.log().count("daemon started")
         err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([master, "-c", self.etc, "-d"],
+        env = dict(os.environ, **self.env) if self.env else None
+        argv = [master, "-c", self.etc] + (["-d"] if foreground else [])
+        self.proc = subprocess.Popen(list(prefix or []) + argv,
                                      stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         err.close()
 
         def up():

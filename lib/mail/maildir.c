@@ -324,6 +324,21 @@ int maildir_prepare(const char *root, const char *folder, const char *hostname,
 	return ret;
 }
 
+/* maildir_move_again: a file an earlier attempt moved into new/ whose
+ * directory sync may have failed then: a second fsync of new/ would prove
+ * nothing (a failed sync can leave the directory "clean"), so the entry
+ * is made again, new/ -> tmp/ -> new/, and the caller syncs that. A crash
+ * in between leaves it in tmp/, where the next finish finds it. */
+static int maildir_move_again(const char *tmp, const char *dst)
+{
+	struct stat st;
+	if (lstat(dst, &st) < 0)
+		return errno == ENOENT ? 0 : -1; /* read, moved or deleted since */
+	if (rename_noreplace(dst, tmp) < 0)
+		return errno == ENOENT ? 0 : -1;
+	return rename_noreplace(tmp, dst) < 0 ? -1 : 0;
+}
+
 /* maildir_move_new: tmp/name -> new/name unless that happened already. */
 static int maildir_move_new(const char *tmp, const char *dst, int *errno_r, const char **error_r)
 {
@@ -334,7 +349,7 @@ static int maildir_move_new(const char *tmp, const char *dst, int *errno_r, cons
 		/* Moved by an earlier attempt (then the user may have moved it
 		 * on to cur/ or expunged it) or by a concurrent one. */
 		struct stat st;
-		if (lstat(tmp, &st) < 0 && errno == ENOENT)
+		if (lstat(tmp, &st) < 0 && errno == ENOENT && maildir_move_again(tmp, dst) == 0)
 			return 0;
 	}
 	if (errno == EEXIST) {

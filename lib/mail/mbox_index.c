@@ -1285,9 +1285,15 @@ int mbox_index_delivery_record(struct mbox_index *ix, const char *folder, const 
 	}
 	/* The record must be on disk before the file is moved into new/:
 	 * a commit, then the meta page that MDB_NOMETASYNC leaves unsynced. */
-	if ((rc = mdb_txn_commit(txn)) != 0 || (rc = mdb_env_sync(ix->env, 1)) != 0) {
+	if ((rc = mdb_txn_commit(txn)) != 0) {
 		*error_r = ix_fail(ix, "%s: mdb_txn_commit: %s", ix->path, mdb_strerror(rc));
 		return -1;
+	}
+	if ((rc = mdb_env_sync(ix->env, 1)) != 0) {
+		/* Committed, so visible to the next lookup, but not known to
+		 * be on disk: the caller must keep the file it names. */
+		*error_r = ix_fail(ix, "%s: mdb_env_sync: %s", ix->path, mdb_strerror(rc));
+		return -2;
 	}
 	return 1;
 }

@@ -115,7 +115,10 @@ int mbox_index_keyword(struct mbox_index *ix, const char *folder, unsigned i,
  * to the name recorded then; otherwise record id -> name, add name as a
  * new message (as mbox_index_add: *uid_r, or 0 when the folder is not
  * indexed yet and a later mbox_index_add must sync it), commit, sync, and
- * return 1. -1 with *error_r on failure (nothing recorded). */
+ * return 1. -1 with *error_r on failure (nothing recorded); -2 when the
+ * commit went through but the sync failed: the record is visible to later
+ * lookups but not known to be on disk, so the file it names must be kept
+ * (a retry finishes it). */
 int mbox_index_delivery_record(struct mbox_index *ix, const char *folder, const char *id,
 			       const char *name, time_t now, time_t expire_before,
 			       uint32_t *uid_r, const char **name_r, const char **error_r);

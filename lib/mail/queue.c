@@ -405,10 +405,12 @@ bool queue_writer_failed(const struct queue_writer *qw)
 	return qw->error != 0;
 }
 
-/* queue_writer_finish: trailer, END, fsync, close, rename, directory
- * fsync; stops at the first error. Returns true when the final name was
- * created (so cleanup must remove that one). */
-static bool queue_writer_finish(struct queue_writer *qw)
+/* queue_writer_finish: trailer, END, fsync, close, rename to target
+ * (replacing it, or never), fsync of target's directory dir; stops at the
+ * first error. Returns true when target was created (so cleanup must deal
+ * with that name, not the temp one). */
+static bool queue_writer_finish(struct queue_writer *qw, const char *target, bool replace,
+				const char *dir)
 {
 	char buf[32];
 	queue_writer_envelope(qw);
@@ -429,14 +431,16 @@ static bool queue_writer_finish(struct queue_writer *qw)
 				  strerror(errno));
 	if (qw->error != 0)
 		return false;
-	if (rename_noreplace(qw->temp_path, qw->final_path) < 0) { /* 1: temp name left, invisible */
-		queue_writer_fail(qw, errno, "rename(%s, %s) failed: %s", qw->temp_path,
-				  qw->final_path, strerror(errno));
+	/* rename_noreplace 1: the target is in place, the temp name left
+	 * (invisible). */
+	if (replace ? rename(qw->temp_path, target) < 0 :
+		      rename_noreplace(qw->temp_path, target) < 0) {
+		queue_writer_fail(qw, errno, "rename(%s, %s) failed: %s", qw->temp_path, target,
+				  strerror(errno));
 		return false;
 	}
-	if (fsync_dir(qw->incoming_dir) < 0)
-		queue_writer_fail(qw, errno, "fsync(%s) failed: %s", qw->incoming_dir,
-				  strerror(errno));
+	if (fsync_dir(dir) < 0)
+		queue_writer_fail(qw, errno, "fsync(%s) failed: %s", dir, strerror(errno));
 	return true;
 }
 
@@ -445,7 +449,7 @@ int queue_writer_commit(struct queue_writer **qwp, int *errno_r, const char **er
 {
 	struct queue_writer *qw = *qwp;
 	*qwp = NULL;
-	bool renamed = queue_writer_finish(qw);
+	bool renamed = queue_writer_finish(qw, qw->final_path, false, qw->incoming_dir);
 	if (qw->error == 0) {
 		queue_writer_free(qw);
 		return 0;
@@ -454,6 +458,36 @@ int queue_writer_commit(struct queue_writer **qwp, int *errno_r, const char **er
 	 * a copy left behind (say, after a failed directory fsync) would be
 	 * delivered twice. */
 	(void)unlink(renamed ? qw->final_path : qw->temp_path);
+	*errno_r = qw->error;
+	*error_r = queue_error("%s", qw->error_text);
+	queue_writer_free(qw);
+	return -1;
+}
+
+/* queue_writer_commit_replace: make the file durable under path, in place
+ * of what was there; see queue.h. */
+int queue_writer_commit_replace(struct queue_writer **qwp, const char *path, int *errno_r,
+				const char **error_r)
+{
+	struct queue_writer *qw = *qwp;
+	*qwp = NULL;
+	struct str dir = STR_INIT;
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		str_append(&dir, ".");
+	else
+		str_append_n(&dir, path, slash == path ? 1 : (size_t)(slash - path));
+	bool renamed = queue_writer_finish(qw, path, true, str_c(&dir));
+	str_deinit(&dir);
+	if (qw->error == 0) {
+		queue_writer_free(qw);
+		return 0;
+	}
+	/* Once renamed, the file it replaced is gone: the new one is all
+	 * that is left of the message, so it stays even when the directory
+	 * fsync failed. */
+	if (!renamed)
+		(void)unlink(qw->temp_path);
 	*errno_r = qw->error;
 	*error_r = queue_error("%s", qw->error_text);
 	queue_writer_free(qw);

@@ -62,6 +62,7 @@
 #define QUEUE_HOLD "hold"
 #define QUEUE_CORRUPT "corrupt"
 #define QUEUE_MAILDROP "maildrop"
+#define QUEUE_PICKUP "pickup" /* pickup(8)'s own: claimed maildrop files */
 
 /* Every directory queue_dirs_create() makes, NULL-terminated. */
 extern const char *const queue_dirs_names[];
@@ -136,6 +137,16 @@ bool queue_writer_failed(const struct queue_writer *qw);
  * incoming/ID. 0 on success. -1 with *errno_r and *error_r otherwise, and
  * then nothing is left behind. Frees *qw either way. */
 int queue_writer_commit(struct queue_writer **qw, int *errno_r, const char **error_r);
+/* queue_writer_commit_replace: like commit, but the finished file is
+ * renamed to path (on the queue's file system) replacing whatever is there
+ * in one atomic step, and path's directory is fsync'd. pickup(8) uses it
+ * to turn a submitted file into a queue file without a moment in which
+ * both or neither exist. 0 on success. -1 with *errno_r and *error_r
+ * otherwise: when the rename failed the temp file is removed and path is
+ * untouched; when only the directory fsync failed, path holds the new
+ * file (what it replaced is gone, so the new file is kept). Frees *qw. */
+int queue_writer_commit_replace(struct queue_writer **qw, const char *path, int *errno_r,
+				const char **error_r);
 /* queue_writer_abort: remove the temp file and free *qw (NULL is fine). */
 void queue_writer_abort(struct queue_writer **qw);
 

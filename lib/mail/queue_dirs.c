@@ -21,7 +21,7 @@
 
 const char *const queue_dirs_names[] = {
 	QUEUE_INCOMING, QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD, QUEUE_CORRUPT,
-	QUEUE_MAILDROP, "defer", "pid", "private", "public", NULL,
+	QUEUE_MAILDROP, QUEUE_PICKUP, "defer", "pid", "private", "public", NULL,
 };
 
 const char *const queue_dirs_message_queues[] = {

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +18,8 @@
 /* A log line is capped: client text is escaped and capped before it gets
  * here, so only a bug makes a longer one, and it is cut, not split. */
 #define MSG_LINE_MAX 4096
+/* A log socket that went away is tried again at most this often. */
+#define MSG_SYSLOG_RETRY_MS 1000
 
 int msg_verbose;
 
@@ -24,8 +28,14 @@ static char msg_syslog_name[64] = "postfix";
 static enum msg_target msg_target = MSG_TARGET_STDERR;
 static int msg_file_fd = -1;
 static bool msg_copy_stderr;
-static bool msg_syslog_open;
 static int msg_syslog_facility = LOG_MAIL;
+/* The syslog client (msg.h): socket path, socket, reconnect clock, and
+ * the lines dropped since the last warning. */
+static char msg_syslog_path[256] = _PATH_LOG; /* longer than sun_path: refused */
+static int msg_syslog_fd = -1;
+static bool msg_syslog_tried;
+static long long msg_syslog_last_try;
+static unsigned long msg_syslog_dropped_count;
 static void (*msg_cleanup)(void);
 
 static void copy_name(char *dst, size_t size, const char *src)
@@ -42,10 +52,6 @@ void msg_init(const char *program)
 void msg_set_syslog_name(const char *name)
 {
 	copy_name(msg_syslog_name, sizeof(msg_syslog_name), name);
-	if (msg_syslog_open) {
-		closelog();
-		msg_syslog_open = false;
-	}
 }
 
 const char *msg_program(void)
@@ -133,32 +139,147 @@ static int syslog_priority(const char *level)
 	return LOG_DEBUG;
 }
 
-/* msg_open_syslog: ident "postfix/smtpd", connected now (LOG_NDELAY). */
-static void msg_open_syslog(void)
+/* msg_syslog_close: forget the socket; the next line may reconnect. */
+static void msg_syslog_close(void)
 {
-	static char ident[160];
-	snprintf(ident, sizeof(ident), "%s/%s", msg_syslog_name, msg_program_name);
-	openlog(ident, LOG_PID | LOG_NDELAY, msg_syslog_facility);
-	msg_syslog_open = true;
+	if (msg_syslog_fd >= 0)
+		close(msg_syslog_fd);
+	msg_syslog_fd = -1;
+}
+
+/* msg_syslog_may_retry: true at most once per MSG_SYSLOG_RETRY_MS, so a
+ * writer that stays away (or a chroot without the socket) costs one
+ * connect() a second, not one per line. */
+static bool msg_syslog_may_retry(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long long ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	if (msg_syslog_tried && ms - msg_syslog_last_try < MSG_SYSLOG_RETRY_MS)
+		return false;
+	msg_syslog_tried = true;
+	msg_syslog_last_try = ms;
+	return true;
+}
+
+/* msg_syslog_connect: a non-blocking datagram socket connected to the log
+ * socket; false (and no socket) when the writer is not there. */
+static bool msg_syslog_connect(void)
+{
+	struct sockaddr_un sun;
+	msg_syslog_close();
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(msg_syslog_path) >= sizeof(sun.sun_path))
+		return false;
+	memcpy(sun.sun_path, msg_syslog_path, strlen(msg_syslog_path) + 1);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		close(fd);
+		return false;
+	}
+	msg_syslog_fd = fd;
+	return true;
+}
+
+/* msg_syslog_format: "<PRI>Nov 22 21:32:00 postfix/smtpd[123]: text", as
+ * glibc's syslog() writes to a local socket (no host name, no newline). */
+static size_t msg_syslog_format(char *buf, size_t size, int priority, const char *level,
+				const char *text)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	int m = snprintf(buf, size, "<%d>", msg_syslog_facility | priority);
+	size_t n = m > 0 ? (size_t)m : 0;
+	n += strftime(buf + n, size - n, "%b %e %H:%M:%S ", &tm);
+	m = snprintf(buf + n, size - n, "%s/%s[%ld]: %s%s%s", msg_syslog_name, msg_program_name,
+		     (long)getpid(), level ? level : "", level ? ": " : "", text);
+	if (m < 0)
+		return n;
+	return (size_t)m < size - n ? n + (size_t)m : size - 1;
+}
+
+/* msg_syslog_send: one datagram, never blocking. Returns 1 when sent, 0
+ * when the writer is slow (or another error), -1 when it is gone. */
+static int msg_syslog_send(const char *buf, size_t len)
+{
+	if (msg_syslog_fd < 0)
+		return -1;
+	if (send(msg_syslog_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+		return 1;
+	switch (errno) {
+	case ECONNREFUSED:
+	case ECONNRESET:
+	case ENOTCONN:
+	case ENOENT:
+	case EPIPE:
+	case EDESTADDRREQ:
+		msg_syslog_close();
+		return -1;
+	default:
+		/* EAGAIN, EWOULDBLOCK, ENOBUFS: the writer is behind. */
+		return 0;
+	}
+}
+
+/* msg_syslog_deliver: send one datagram, reconnecting once (rate-limited)
+ * when the writer went away; true when it went out. */
+static bool msg_syslog_deliver(const char *buf, size_t len)
+{
+	int ret = msg_syslog_send(buf, len);
+	if (ret < 0 && msg_syslog_may_retry() && msg_syslog_connect())
+		ret = msg_syslog_send(buf, len);
+	return ret > 0;
+}
+
+/* msg_emit_syslog: one line to the log socket, or dropped and counted; the
+ * first line that goes out after drops is preceded by a warning with the
+ * count. */
+static void msg_emit_syslog(const char *level, const char *text)
+{
+	char buf[MSG_LINE_MAX + 512];
+	size_t len;
+
+	if (msg_syslog_dropped_count > 0) {
+		char warning[128];
+		snprintf(warning, sizeof(warning),
+			 "%lu log lines were dropped: the log writer was slow or unavailable",
+			 msg_syslog_dropped_count);
+		len = msg_syslog_format(buf, sizeof(buf), LOG_WARNING, "warning", warning);
+		if (!msg_syslog_deliver(buf, len)) {
+			msg_syslog_dropped_count++;
+			return;
+		}
+		msg_syslog_dropped_count = 0;
+	}
+	len = msg_syslog_format(buf, sizeof(buf), syslog_priority(level), level, text);
+	if (!msg_syslog_deliver(buf, len))
+		msg_syslog_dropped_count++;
 }
 
 void msg_set_syslog(int facility)
 {
 	msg_syslog_facility = facility;
-	if (msg_syslog_open)
-		closelog();
-	msg_open_syslog();
+	msg_syslog_connect();
+	/* This attempt counts for the once-a-second limit. */
+	msg_syslog_tried = false;
+	msg_syslog_may_retry();
 	msg_target = MSG_TARGET_SYSLOG;
 }
 
-static void msg_emit_syslog(const char *level, const char *text)
+void msg_set_syslog_path(const char *path)
 {
-	if (!msg_syslog_open)
-		msg_open_syslog();
-	if (level != NULL)
-		syslog(syslog_priority(level), "%s: %s", level, text);
-	else
-		syslog(LOG_INFO, "%s", text);
+	copy_name(msg_syslog_path, sizeof(msg_syslog_path), path);
+	if (msg_syslog_fd >= 0)
+		msg_syslog_connect();
+}
+
+unsigned long msg_syslog_dropped(void)
+{
+	return msg_syslog_dropped_count;
 }
 
 static void msg_emit(const char *level, const char *fmt, va_list ap)

@@ -5,6 +5,18 @@
  * prefix ("Nov 22 21:32:00 host postfix/smtpd[123]: "); the "tty" target is
  * for commands and prints "postqueue: fatal: text" like Postfix's tools.
  *
+ * Syslog is Petrel's own client, not glibc's syslog(): a non-blocking
+ * datagram socket connected to /dev/log when msg_set_syslog() is called
+ * (before any chroot), sending what glibc sends ("<PRI>Nov 22 21:32:00
+ * postfix/smtpd[123]: text"), so syslogd and the tools that read its files
+ * see the same lines. Logging never blocks: when the writer is slow (its
+ * queue is full) a line is dropped and counted; when it is gone (stopped,
+ * restarted) the socket is closed and connected again at most once a
+ * second (after a chroot that may never work: lines are then dropped and
+ * counted, quietly). The first line that goes out after drops is preceded
+ * by "warning: N log lines were dropped: the log writer was slow or
+ * unavailable". File and stderr targets write as before.
+ *
  * info: normal events. warning: something went wrong and was recovered.
  * error: an operation failed. fatal: the environment or configuration is
  * broken; run the cleanup hook and exit 1. panic: a broken invariant; abort. */
@@ -33,6 +45,13 @@ void msg_set_target(enum msg_target target);
 /* msg_set_syslog: log to syslog with this facility, connecting at once
  * (so that logging keeps working after a chroot). */
 void msg_set_syslog(int facility);
+/* msg_set_syslog_path: the log socket (default _PATH_LOG, "/dev/log"), for
+ * tests and for admins whose syslog socket is elsewhere; an open socket is
+ * connected again to the new path. */
+void msg_set_syslog_path(const char *path);
+/* msg_syslog_dropped: syslog lines dropped since the last "were dropped"
+ * warning went out. */
+unsigned long msg_syslog_dropped(void);
 /* msg_set_file: log to path (appending); false and *error_r on failure. */
 bool msg_set_file(const char *path, const char **error_r);
 /* msg_also_stderr: copy lines to stderr too (commands that also log). */
