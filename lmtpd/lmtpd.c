@@ -81,6 +81,7 @@ static void lmtpd_accept(void *ctx, int fd, const struct sockaddr *peer, socklen
 static void lmtpd_pre_exit(void *ctx)
 {
 	(void)ctx;
+	lmtpd_sessions_free();
 	userdb_free(&lmtpd_config.userdb);
 }
 

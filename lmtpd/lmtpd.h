@@ -81,10 +81,13 @@ struct lmtpd_session {
 	struct str content; /* unstuffed, LF line ends */
 	bool too_big;
 	unsigned deliveries; /* for per-recipient session ids */
+	struct lmtpd_session *prev, *next; /* the live sessions */
 };
 
 /* lmtpd_session.c */
 void lmtpd_session_start(int fd, bool local, const char *addr);
+/* lmtpd_sessions_free: at exit: drop every live session. */
+void lmtpd_sessions_free(void);
 void lmtpd_reply(struct lmtpd_session *s, const char *fmt, ...) ATTR_FORMAT(2, 3);
 void lmtpd_transaction_reset(struct lmtpd_session *s);
 const char *lmtpd_state_name(const struct lmtpd_session *s);

@@ -52,9 +52,15 @@ const char *lmtpd_state_name(const struct lmtpd_session *s)
 	return "READY";
 }
 
+static struct lmtpd_session *lmtpd_sessions; /* live, newest first */
+
 void lmtpd_session_start(int fd, bool local, const char *addr)
 {
 	struct lmtpd_session *s = xcalloc(1, sizeof(*s));
+	s->next = lmtpd_sessions;
+	if (s->next != NULL)
+		s->next->prev = s;
+	lmtpd_sessions = s;
 	s->local = local;
 	str_copy(s->client_addr, sizeof(s->client_addr), addr);
 	lmtpd_new_id(s->id);
@@ -96,8 +102,20 @@ static void session_free(struct lmtpd_session *s)
 	lmtpd_transaction_reset(s);
 	netconn_free(&s->conn);
 	free(s->lhlo);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		lmtpd_sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
 	free(s);
 	multi_server_disconnect();
+}
+
+void lmtpd_sessions_free(void)
+{
+	while (lmtpd_sessions != NULL)
+		session_free(lmtpd_sessions);
 }
 
 /* session_log_end: Dovecot's disconnect line. */

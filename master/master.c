@@ -15,6 +15,14 @@
  *	finish their connections and are replaced) and stops everything on
  *	SIGTERM.
  *
+ *	kill -9 of the master: the kernel kills every child with it
+ *	(PR_SET_PDEATHSIG SIGKILL, set in the child before exec and again
+ *	after the privilege drop; the closed status pipe is the backstop),
+ *	so no orphan works on the queue beside the next master. The next
+ *	start takes over the stale pid file (its lock is free), replaces the
+ *	stale sockets and fifos, and drops the unfinished incoming/.tmp.*
+ *	files; qmgr resumes the queue where it stopped.
+ *
  *	-c dir	configuration directory (default: the compiled-in one)
  *	-d	stay in the foreground; log to stderr unless maillog_file
  *	-t	test: exit 0 when no master is running, 1 when one is

@@ -131,6 +131,9 @@ void master_avail_stop(struct master_service *serv);
 
 /* master_wakeup.c */
 void master_wakeup_start(struct master_service *serv);
+/* master_wakeup_soon: the next trigger within a second (a resident child
+ * died), so that its replacement starts without waiting a whole period. */
+void master_wakeup_soon(struct master_service *serv);
 void master_wakeup_stop(struct master_service *serv);
 
 /* master_dirs.c */

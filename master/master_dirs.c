@@ -1,7 +1,7 @@
 /* master_dirs.c: the queue directory layout, made at start-up.
  *
  * queue_dirs_create() (lib/mail/queue_dirs.c) makes queue_directory and its
- * subdirectories (incoming active deferred hold corrupt maildrop pid
+ * subdirectories (incoming active deferred hold corrupt maildrop pickup pid
  * private public) if they are missing. When the master runs as root the
  * daemons are mail_owner, so every subdirectory but pid/ (the master's
  * own) is handed to mail_owner; maildrop/ (1733) and public/ (0711) are

@@ -106,7 +106,9 @@ static void master_spawn_child(const struct master_service *serv, pid_t master_p
 	event_signal_unblock(master_loop);
 	signal(SIGPIPE, SIG_DFL);
 	signal(SIGCHLD, SIG_DFL);
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != master_pid)
+	/* The master's death kills us at once (see master_proto.h): an orphan
+	 * must never work beside the children of the next master. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != master_pid)
 		_exit(1);
 	master_spawn_fds(serv);
 	master_spawn_env(serv, master_pid);
@@ -192,11 +194,18 @@ static void master_reap_one(struct master_proc *proc, int status)
 		if (proc->state == MASTER_STAT_AVAIL)
 			serv->avail--;
 	}
+	/* A resident service (qmgr, pickup) has work waiting: a trigger
+	 * makes the master start its replacement within a second (or, when
+	 * throttled, once the throttle ends), not at the next wakeup. */
+	bool restart = !normal && !proc->killed && !proc->retiring && !master_stopping;
 	free(proc);
-	if (serv->removed)
+	if (serv->removed) {
 		master_service_free_removed(serv);
-	else
-		master_avail_update(serv, false);
+		return;
+	}
+	master_avail_update(serv, false);
+	if (restart)
+		master_wakeup_soon(serv);
 }
 
 /* master_reap: SIGCHLD: status records first, then the dead. */

@@ -5,7 +5,12 @@
  * connection to its stream socket (which also makes the master start a
  * child when none is running). A "N?" wakeup starts only once the service
  * has been used. A trigger that cannot be delivered at once is dropped:
- * the next one follows soon, and the master never blocks. */
+ * the next one follows soon, and the master never blocks. When a child of
+ * such a service dies abnormally (kill -9, a crash), the next trigger goes
+ * out within MASTER_WAKEUP_RESTART_MS: qmgr and pickup are resident, and
+ * work waiting in their queues must not wait for the next period to get a
+ * new process (the delay keeps a daemon that crashes at every start from
+ * being restarted in a tight loop). */
 #include <config.h>
 
 #include <errno.h>
@@ -19,6 +24,9 @@
 #include "util/events.h"
 #include "util/msg.h"
 #include "util/str.h"
+
+/* A resident child died: its replacement's trigger goes out this soon. */
+#define MASTER_WAKEUP_RESTART_MS 1000
 
 /* master_wakeup_fifo: write the trigger into a fifo. */
 static int master_wakeup_fifo(const char *path)
@@ -84,6 +92,18 @@ void master_wakeup_start(struct master_service *serv)
 	/* The first trigger goes out at once, as Postfix's master does: qmgr
 	 * and pickup start with the master and look at their queues. */
 	serv->wakeup_timer = event_timer_add(master_loop, 0, master_wakeup_event, serv);
+}
+
+/* master_wakeup_soon: send the next trigger within a second (a resident
+ * child died); nothing when the service has no wakeup timer or its period
+ * is shorter anyway. */
+void master_wakeup_soon(struct master_service *serv)
+{
+	if (serv->wakeup_timer == NULL || serv->removed ||
+	    serv->wakeup <= MASTER_WAKEUP_RESTART_MS / 1000)
+		return;
+	msg_debug("service %s: wakeup soon", serv->name);
+	event_timer_reset(serv->wakeup_timer, MASTER_WAKEUP_RESTART_MS);
 }
 
 /* master_wakeup_stop: disarm and free the timer. */

@@ -264,10 +264,18 @@ static void smtpd_accept(void *ctx, int fd, const struct sockaddr *peer, socklen
 	smtpd_session_start(fd, peer, peerlen);
 }
 
+/* smtpd_pre_exit: sessions still open when the process stops. */
+static void smtpd_pre_exit(void *ctx)
+{
+	(void)ctx;
+	smtpd_sessions_free();
+}
+
 static const struct multi_server_ops smtpd_ops = {
 	.pre_init = smtpd_pre_init,
 	.post_init = smtpd_post_init,
 	.accept = smtpd_accept,
+	.pre_exit = smtpd_pre_exit,
 };
 
 int main(int argc, char **argv)

@@ -227,10 +227,14 @@ struct smtpd_session {
 	unsigned counts_all[SMTPD_C_COUNT];
 	struct smtpd_transaction tx;
 	struct timeval start;
+	struct smtpd_session *prev, *next; /* the live sessions */
 };
 
 /* smtpd_session.c */
 void smtpd_session_start(int fd, const struct sockaddr *peer, socklen_t peerlen);
+/* smtpd_sessions_free: at exit (SIGTERM, the master gone): drop every
+ * live session, its unfinished queue file included. */
+void smtpd_sessions_free(void);
 /* smtpd_reply: send one reply line (CRLF added); counts 4xx/5xx as errors. */
 void smtpd_reply(struct smtpd_session *s, const char *fmt, ...) ATTR_FORMAT(2, 3);
 /* smtpd_reply_multi: a multi-line reply, lines separated by '\n'. */

@@ -126,9 +126,15 @@ static void session_peer_found(void *ctx, const struct dns_peer *peer)
 
 /* smtpd_session_start: a new client: its name (when asked), its limits,
  * then the banner. Nothing is read before the banner. */
+static struct smtpd_session *smtpd_sessions; /* live, newest first */
+
 void smtpd_session_start(int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
 	struct smtpd_session *s = xcalloc(1, sizeof(*s));
+	s->next = smtpd_sessions;
+	if (s->next != NULL)
+		s->next->prev = s;
+	smtpd_sessions = s;
 	gettimeofday(&s->start, NULL);
 	session_set_peer(s, peer, peerlen);
 	s->state = SMTPD_STATE_COMMAND;
@@ -203,8 +209,20 @@ static void session_free(struct smtpd_session *s)
 		anvil_disconnect(smtpd_config.anvil, multi_server_service_name(), s->client_addr);
 	netconn_free(&s->conn);
 	free(s->helo_name);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		smtpd_sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
 	free(s);
 	multi_server_disconnect();
+}
+
+void smtpd_sessions_free(void)
+{
+	while (smtpd_sessions != NULL)
+		session_free(smtpd_sessions);
 }
 
 /* session_closed: the connection ended (reason NULL: we closed it). */

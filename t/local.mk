@@ -58,6 +58,13 @@ EXTRA_DIST += t/e2e-fsync-fail.py t/fsync_fail_shim.c
 E2E_TESTS += t/e2e-mailstore-full.py
 EXTRA_DIST += t/e2e-mailstore-full.py
 
+# The process tree survives any kill (issue #9): kill -9 of the master
+# (children exit), of the whole tree, of qmgr again and again; petrel
+# start over the stale pid file and sockets. crash_load.py is shared with
+# e2e-crash.py (the torture) and bench/crash-torture.
+E2E_TESTS += t/e2e-killtree.py
+EXTRA_DIST += t/e2e-killtree.py t/crash_load.py
+
 # Exactly-once delivery (XDELIVERYID): repeats, one mailbox twice, quota,
 # lmtpd killed before and after the move into new/ (strace injection).
 E2E_TESTS += t/e2e-once.py

@@ -32,10 +32,13 @@
  * counts as a failed start (a broken command or configuration): the master
  * then throttles the service for service_throttle_time.
  *
- * Master death: when the master exits, the read end of the status pipe
- * closes and the child's MASTER_STATUS_FD reports an error (EPOLLERR on a
- * pipe's write end), so every child watches that descriptor and exits at
- * once. PR_SET_PDEATHSIG is set as a backstop.
+ * Master death: the kernel kills every child with the master
+ * (PR_SET_PDEATHSIG SIGKILL, set before exec and again after the
+ * privilege drop), so no orphan works on the queue beside the children of
+ * the next master; every step of the mail path survives kill -9. As a
+ * backstop the read end of the status pipe closes and the child's
+ * MASTER_STATUS_FD reports an error (EPOLLERR on a pipe's write end): a
+ * child that watches it exits at once.
  *
  * Signals from the master: SIGHUP means "configuration reloaded": stop
  * accepting, finish the connections in progress, exit. SIGTERM means exit

@@ -418,13 +418,16 @@ static void multi_server_signal(void *ctx, int signo)
 		multi_server_stop();
 }
 
-/* multi_server_parent_watch: exit with the master even if the pipe trick
+/* multi_server_parent_watch: die with the master even if the pipe trick
  * fails (PR_SET_PDEATHSIG is cleared by the uid change, so it is set
- * after the privilege drop). */
+ * after the privilege drop). SIGKILL, not SIGTERM: an orphan that takes
+ * its time to finish (sessions in progress, a leak check at exit) would
+ * still be working on the queue, or holding a port, when the next master
+ * starts; every step of the mail path survives kill -9 anyway. */
 static void multi_server_parent_watch(void)
 {
 	const char *env = getenv(MASTER_ENV_MASTER_PID);
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		msg_warn("prctl(PR_SET_PDEATHSIG) failed: %m");
 	if (env != NULL && atol(env) > 0 && getppid() != (pid_t)atol(env))
 		msg_fatal("master (pid %s) is gone -- exiting", env);
