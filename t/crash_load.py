@@ -50,15 +50,8 @@ def make_instance(services=None, main_cf=()):
     """The delivery path, 20 users with a passwd-file, fast retries, and
     anvil limits generous enough never to refuse the load."""
     inst = pt.Instance(services=services or SERVICES, ipv6=False)
-    users = os.path.join(inst.etc, "users")
-    uid, gid = os.getuid(), os.getgid()
-    with open(users, "w") as f:
-        for u in USERS:
-            home = os.path.join(inst.mail, DOMAIN, u)
-            f.write("%s@%s:{PLAIN}secret:%d:%d::%s::\n" % (u, DOMAIN, uid, gid, home))
-    inst.set_virtual_mailboxes([("%s@%s" % (u, DOMAIN), None) for u in USERS])
-    inst.set_main_cf("lmtpd_user_database = " + users,
-                     "mail_location = maildir:~/Maildir",
+    lmtpd_cf = inst.set_passwd_users(["%s@%s" % (u, DOMAIN) for u in USERS])
+    inst.set_main_cf(*lmtpd_cf,
                      "minimal_backoff_time = 1s",
                      "maximal_backoff_time = 2s",
                      "queue_run_delay = 1s",
@@ -410,3 +403,17 @@ def check_counts(inst, r):
                                   r["dup_tokens"][:20])
     assert r["dup_unacked"] == 0, ("unacked attempts stored twice", r["dup_unacked"],
                                    r["dup_unacked_tokens"][:20])
+
+
+def finish(inst, ok):
+    """The end of a load test: on failure stop the senders, show the log
+    and kill -9 whatever of the instance still runs; then stop it."""
+    if not ok:
+        Load.stop_all()
+        pt.diag(inst.tail())
+        for pid in instance_pids(inst):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    inst.stop(check=ok)

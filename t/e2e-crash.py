@@ -26,7 +26,6 @@ Environment: CRASH_SEED (default: random), CRASH_N (default 500)."""
 
 import os
 import random
-import signal
 import threading
 import time
 
@@ -185,15 +184,7 @@ def test_torture():
         check(inst, r)
         ok = True
     finally:
-        if not ok:
-            cl.Load.stop_all()
-            pt.diag(inst.tail())
-            for pid in cl.instance_pids(inst):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        inst.stop(check=ok)
+        cl.finish(inst, ok)
 
 
 if __name__ == "__main__":

@@ -26,15 +26,7 @@ SERVICES = {
 
 def make_instance():
     inst = pt.Instance(services=SERVICES, ipv6=False)
-    users = os.path.join(inst.etc, "users")
-    uid, gid = os.getuid(), os.getgid()
-    with open(users, "w") as f:
-        for u in USERS:
-            home = os.path.join(inst.mail, DOMAIN, u)
-            f.write("%s@%s:{PLAIN}secret:%d:%d::%s::\n" % (u, DOMAIN, uid, gid, home))
-    inst.set_virtual_mailboxes([("%s@%s" % (u, DOMAIN), None) for u in USERS])
-    inst.set_main_cf("lmtpd_user_database = " + users,
-                     "mail_location = maildir:~/Maildir")
+    inst.set_main_cf(*inst.set_passwd_users(["%s@%s" % (u, DOMAIN) for u in USERS]))
     return inst
 
 

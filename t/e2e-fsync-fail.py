@@ -79,15 +79,8 @@ class Case:
             # The shim comes before the ASan runtime in the library list.
             "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0",
         }
-        users = os.path.join(inst.etc, "users")
-        uid, gid = os.getuid(), os.getgid()
-        with open(users, "w") as f:
-            for u in USERS:
-                home = os.path.join(inst.mail, DOMAIN, u)
-                f.write("%s@%s:{PLAIN}secret:%d:%d::%s::\n" % (u, DOMAIN, uid, gid, home))
-        inst.set_virtual_mailboxes([("%s@%s" % (u, DOMAIN), None) for u in USERS])
-        inst.set_main_cf("lmtpd_user_database = " + users,
-                         "mail_location = maildir:~/Maildir", *main_cf)
+        lmtpd_cf = inst.set_passwd_users(["%s@%s" % (u, DOMAIN) for u in USERS])
+        inst.set_main_cf(*lmtpd_cf, *main_cf)
 
     def fail(self, text):
         with open(self.trigger + ".tmp", "w") as f:

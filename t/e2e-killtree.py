@@ -83,12 +83,7 @@ def run(body):
         body(inst)
         ok = True
     finally:
-        if not ok:
-            cl.Load.stop_all()
-            pt.diag(inst.tail())
-            for pid in cl.instance_pids(inst):
-                inst.kill9(pid)
-        inst.stop(check=ok)
+        cl.finish(inst, ok)
 
 
 def test_master_kill9():

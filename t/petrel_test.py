@@ -461,6 +461,21 @@ class Instance:
         self.extra_main_cf = list(lines)
         self.write_config()
 
+    def set_passwd_users(self, addresses):
+        """etc/users: a Dovecot passwd-file line per address (password
+        "secret", this process's uid and gid, home mail/DOMAIN/LOCAL), the
+        addresses as virtual mailboxes; returns the main.cf lines lmtpd
+        needs (lmtpd_user_database, mail_location) for set_main_cf()."""
+        users = os.path.join(self.etc, "users")
+        uid, gid = os.getuid(), os.getgid()
+        with open(users, "w") as f:
+            for address in addresses:
+                local, _, domain = address.partition("@")
+                home = os.path.join(self.mail, domain, local)
+                f.write("%s:{PLAIN}secret:%d:%d::%s::\n" % (address, uid, gid, home))
+        self.set_virtual_mailboxes([(a, None) for a in addresses])
+        return ["lmtpd_user_database = " + users, "mail_location = maildir:~/Maildir"]
+
     def add_virtual_mailbox(self, address, mailbox=None):
         """Add address to etc/vmailbox (mailbox default: domain/local/)."""
         self.set_virtual_mailboxes(self.mailboxes + [(address, mailbox)])
