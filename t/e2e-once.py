@@ -9,7 +9,9 @@ that matter, made with strace's fault injection: lmtpd killed when it
 moves the recorded file from tmp/ into new/ (the retry moves it), and
 killed just after the move, before its 250 (the retry stores nothing).
 End to end, smtp-client passes the queue ID: a message to two addresses
-that resolve to one mailbox is stored once."""
+that resolve to one mailbox is stored once, and an alias whose expansion
+is retried (one member deferred) stores nothing again for the members
+already delivered."""
 
 import os
 import re
@@ -289,6 +291,52 @@ def test_end_to_end_one_mailbox():
         inst.wait_log(r"to=<alice@example\.test>.*status=sent", count=1)
         time.sleep(1)
         assert len(files(inst, "alice")) == 1, files(inst, "alice")
+    finally:
+        inst.stop(check=False)
+
+
+def postqueue_flush(inst):
+    subprocess.run([os.path.join(pt.BUILD, "cli", "postqueue"), "-c", inst.etc, "-f"],
+                   capture_output=True, timeout=30, check=True)
+
+
+def test_alias_retry():
+    """team -> alice, bob; bob defers twice: each retry of the expansion
+    redelivers to alice, who gets 'saved before', not a second copy"""
+    inst = pt.Instance(services=FULL, ipv6=False)
+    lmtpd_cf = inst.set_passwd_users(["alice@example.test", "bob@example.test"])
+    virtual = os.path.join(inst.etc, "virtual")
+    with open(virtual, "w") as f:
+        f.write("team@example.test alice@example.test, bob@example.test\n")
+    transport = os.path.join(inst.etc, "transport")
+    with open(transport, "w") as f:
+        f.write("bob@example.test lmtp:unix:private/nosuch\n")
+    inst.set_main_cf(*lmtpd_cf, "virtual_alias_maps = texthash:" + virtual,
+                     "transport_maps = texthash:" + transport, "queue_run_delay = 3600s",
+                     "minimal_backoff_time = 3600s", "maximal_backoff_time = 3600s")
+    mail = os.path.join(inst.mail, "example.test")
+    inst.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", inst.port("smtp"), timeout=20) as s:
+            s.sendmail("a@client.test", ["team@example.test"], "Subject: team\r\n\r\nhi\r\n")
+        inst.wait_log(r"to=<alice@example\.test>, orig_to=<team@example\.test>.*status=sent")
+        inst.wait_log(r"to=<bob@example\.test>, orig_to=<team@example\.test>.*status=deferred")
+        postqueue_flush(inst)
+        inst.wait_log(r"to=<bob@example\.test>, orig_to=<team@example\.test>.*status=deferred",
+                      count=2)
+        inst.wait_log(r"lmtp\(alice@example\.test\)<\d+><\S+>: msgid=\S+: delivery \w+ "
+                      r"was saved to INBOX before: not saved again")
+        with open(transport, "w") as f:
+            f.write("")
+        inst.reload()
+        time.sleep(1)
+        postqueue_flush(inst)
+        inst.wait_log(r"to=<bob@example\.test>, orig_to=<team@example\.test>.*status=sent")
+        pt.wait_for(lambda: not os.listdir(os.path.join(inst.queue, "deferred")) and
+                    not os.listdir(os.path.join(inst.queue, "active")), timeout=30,
+                    what="the queue empty")
+        assert len(os.listdir(os.path.join(mail, "alice", "Maildir", "new"))) == 1
+        assert len(os.listdir(os.path.join(mail, "bob", "Maildir", "new"))) == 1
     finally:
         inst.stop(check=False)
 

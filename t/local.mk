@@ -69,3 +69,9 @@ EXTRA_DIST += t/e2e-killtree.py t/crash_load.py
 # lmtpd killed before and after the move into new/ (strace injection).
 E2E_TESTS += t/e2e-once.py
 EXTRA_DIST += t/e2e-once.py
+
+# Damaged queue files (truncated, a garbage record, no END) while mail
+# flows: corrupt/ with qmgr's warning, the good message delivered,
+# postsuper -s lists them.
+E2E_TESTS += t/e2e-damaged.py
+EXTRA_DIST += t/e2e-damaged.py
