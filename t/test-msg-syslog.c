@@ -2,7 +2,7 @@
  * datagram format, drops counted (never blocking) when the log writer is
  * slow or gone, the "were dropped" warning, and the once-a-second
  * reconnect. The log writer is a datagram socket the test binds in a
- * temporary directory. */
+ * temporary directory. Also the stderr target on a pipe nobody reads. */
 #include <config.h>
 
 #include <errno.h>
@@ -207,6 +207,41 @@ static void test_no_writer(void)
 	tap_is_int((long long)msg_syslog_dropped(), 100, "and are counted");
 }
 
+/* test_stderr_pipe: stderr is a pipe that nobody reads: lines are
+ * dropped (an alarm catches a hang), then the warning and the line. */
+static void test_stderr_pipe(void)
+{
+	int p[2];
+	if (pipe(p) < 0)
+		return;
+	int saved = dup(STDERR_FILENO);
+	dup2(p[1], STDERR_FILENO);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	msg_set_target(MSG_TARGET_STDERR);
+	alarm(10);
+	long long t0 = now_ms();
+	for (int i = 0; i < 20000; i++)
+		msg_info("line %d of a log that nobody reads, long enough to fill a pipe soon", i);
+	long long spent = now_ms() - t0;
+	alarm(0);
+	char buf[65536];
+	while (read(p[0], buf, sizeof(buf)) > 0)
+		;
+	msg_info("after the drain");
+	ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(p[0]);
+	close(p[1]);
+	buf[n > 0 ? n : 0] = '\0';
+	tap_ok(spent < 5000, "20000 lines to a full pipe return (%lld ms)", spent);
+	char *nl = strchr(buf, '\n');
+	tap_ok(nl != NULL && strstr(buf, "warning: ") != NULL && strstr(buf, "warning: ") < nl &&
+	       strstr(buf, " log lines were dropped: the log writer was slow or unavailable") != NULL,
+	       "the warning comes first: %.*s", nl != NULL ? (int)(nl - buf) : 0, buf);
+	tap_ok(nl != NULL && strstr(nl, "after the drain\n") != NULL, "then the line");
+}
+
 int main(void)
 {
 	snprintf(test_dir, sizeof(test_dir), "/tmp/petrel-msg-XXXXXX");
@@ -226,6 +261,7 @@ int main(void)
 	close(fd);
 	unlink(test_path);
 	test_no_writer();
+	test_stderr_pipe();
 	msg_set_target(MSG_TARGET_STDERR);
 	rmdir(test_dir);
 	return tap_done();

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +105,46 @@ static void write_all(int fd, const char *buf, size_t len)
 		buf += n;
 		len -= (size_t)n;
 	}
+}
+
+/* Lines a daemon could not write to a stderr that is a pipe or terminal
+ * nobody reads (./dev up | less, paused), since the last warning. */
+static unsigned long msg_fd_dropped_count;
+
+/* msg_fd_ready: a daemon never waits for its log: the descriptor must
+ * take a line now (a regular file always does; a pipe has PIPE_BUF free). */
+static bool msg_fd_ready(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int n = poll(&p, 1, 0);
+	return n != 0; /* an error: let write() report it */
+}
+
+/* msg_fd_line: one line to a daemon's log descriptor, or dropped and
+ * counted; after drops a warning with the count goes first. line is
+ * prefix_len bytes of prefix and then text ending in '\n'. */
+static void msg_fd_line(int fd, const char *line, size_t len, size_t prefix_len)
+{
+	if (msg_fd_dropped_count > 0 && msg_fd_ready(fd)) {
+		char warning[MSG_LINE_MAX];
+		int m = snprintf(warning, sizeof(warning),
+				 "%.*swarning: %lu log lines were dropped: the log writer was slow "
+				 "or unavailable\n", (int)prefix_len, line, msg_fd_dropped_count);
+		if (m > 0 && (size_t)m < sizeof(warning)) {
+			write_all(fd, warning, (size_t)m);
+			msg_fd_dropped_count = 0;
+		}
+	}
+	if (!msg_fd_ready(fd)) {
+		msg_fd_dropped_count++;
+		return;
+	}
+	if (len > PIPE_BUF) {
+		/* Cut (a bug made it this long): a pipe takes PIPE_BUF at once. */
+		write_all(fd, line, PIPE_BUF - 1);
+		write_all(fd, "\n", 1);
+	} else
+		write_all(fd, line, len);
 }
 
 /* syslog_prefix: "Nov 22 21:32:00 host postfix/smtpd[123]: ". */
@@ -303,7 +345,10 @@ static void msg_emit(const char *level, const char *fmt, va_list ap)
 		size_t len = m > 0 && (size_t)m < sizeof(line) - n ? n + (size_t)m : sizeof(line) - 1;
 		line[len - 1] = '\n';
 		int fd = msg_target == MSG_TARGET_FILE && msg_file_fd >= 0 ? msg_file_fd : STDERR_FILENO;
-		write_all(fd, line, len);
+		if (msg_target == MSG_TARGET_TTY)
+			write_all(fd, line, len); /* a command waits for its terminal */
+		else
+			msg_fd_line(fd, line, len, n);
 	}
 	if (msg_copy_stderr && msg_target != MSG_TARGET_STDERR && msg_target != MSG_TARGET_TTY) {
 		int m = snprintf(line, sizeof(line), "%s: %s%s%s\n", msg_program_name,

@@ -15,7 +15,11 @@
  * second (after a chroot that may never work: lines are then dropped and
  * counted, quietly). The first line that goes out after drops is preceded
  * by "warning: N log lines were dropped: the log writer was slow or
- * unavailable". File and stderr targets write as before.
+ * unavailable". The file and stderr targets of a daemon do the same when
+ * their descriptor would block (a pipe or terminal nobody reads, as with
+ * "./dev up | less" paused): a line is written only when poll() says it
+ * fits now, else dropped and counted, and the next line that fits is
+ * preceded by the same warning. The "tty" target of commands blocks.
  *
  * info: normal events. warning: something went wrong and was recovered.
  * error: an operation failed. fatal: the environment or configuration is
