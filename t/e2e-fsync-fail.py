@@ -93,21 +93,11 @@ class Case:
 
     def maildir(self, user, subs=("new", "cur")):
         """Paths of the files in user's Maildir subdirectories subs."""
-        out = []
-        for sub in subs:
-            d = os.path.join(self.inst.mail, DOMAIN, user, "Maildir", sub)
-            if os.path.isdir(d):
-                out += sorted(os.path.join(d, f) for f in os.listdir(d))
-        return out
+        return self.inst.maildir_files("%s@%s" % (user, DOMAIN), subs)
 
     def with_token(self, user, token):
         """The files of user (new/ and cur/) holding X-Token: token."""
-        out = []
-        for path in self.maildir(user):
-            with open(path, "rb") as f:
-                if re.search(rb"^X-Token: " + token.encode() + rb"$", f.read(), re.M):
-                    out.append(path)
-        return out
+        return [path for path, _ in self.inst.with_token("%s@%s" % (user, DOMAIN), token)]
 
     def queue_files(self, q, hidden=False):
         d = os.path.join(self.inst.queue, q)

@@ -8,10 +8,10 @@ import os
 import re
 import shutil
 import smtplib
-import socket
 import subprocess
 
 import petrel_test as pt
+from lmtp_raw import LMTPRaw
 
 SERVICES = {"lmtpd": {"type": "unix", "command": "lmtpd"},
             "lmtp-inet": {"type": "inet", "command": "lmtpd"}}
@@ -34,52 +34,8 @@ def write_users(inst):
         f.write("\n".join(lines) + "\n")
 
 
-class Lmtp:
-    """A raw LMTP client on a unix socket."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(20)
-        self.sock.connect(path)
-        self.buf = b""
-        assert self.reply().startswith("220 ")
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            data = self.sock.recv(65536)
-            assert data, "connection closed"
-            self.buf += data
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line.decode()
-
-    def reply(self):
-        lines = [self.line()]
-        while lines[-1][3:4] == "-":
-            lines.append(self.line())
-        return "\n".join(lines)
-
-    def cmd(self, text):
-        self.sock.sendall(text.encode() + b"\r\n")
-        return self.reply()
-
-    def send_mail(self, sender, rcpts, data):
-        """MAIL, RCPTs, DATA: (rcpt replies, per-recipient final replies)."""
-        assert self.cmd("MAIL FROM:<%s>" % sender).startswith("250")
-        rr = [self.cmd("RCPT TO:<%s>" % r) for r in rcpts]
-        ok = sum(1 for r in rr if r.startswith("250"))
-        if ok == 0:
-            return rr, []
-        assert self.cmd("DATA").startswith("354")
-        self.sock.sendall(data + b".\r\n")
-        return rr, [self.reply() for _ in range(ok)]
-
-    def close(self):
-        self.cmd("QUIT")
-        self.sock.close()
-
-
 def connect(inst):
-    c = Lmtp(os.path.join(inst.queue, "private", "lmtpd"))
+    c = LMTPRaw(path=os.path.join(inst.queue, "private", "lmtpd"))
     assert c.cmd("LHLO client.example.test").startswith("250-")
     return c
 

@@ -88,22 +88,11 @@ class Case:
                 os.fsync(f.fileno())
 
     def maildir(self, user, subs=("new", "cur")):
-        out = []
-        for sub in subs:
-            d = os.path.join(self.inst.mail, DOMAIN, user, "Maildir", sub)
-            if os.path.isdir(d):
-                out += sorted(os.path.join(d, f) for f in os.listdir(d))
-        return out
+        return self.inst.maildir_files("%s@%s" % (user, DOMAIN), subs)
 
     def with_token(self, user, token):
         """(path, bytes) of user's files holding X-Token: token."""
-        out = []
-        for path in self.maildir(user):
-            with open(path, "rb") as f:
-                data = f.read()
-            if re.search(rb"^X-Token: " + token.encode() + rb"$", data, re.M):
-                out.append((path, data))
-        return out
+        return self.inst.with_token("%s@%s" % (user, DOMAIN), token)
 
     def queue_files(self, q):
         d = os.path.join(self.inst.queue, q)

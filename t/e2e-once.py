@@ -17,11 +17,11 @@ import os
 import re
 import shutil
 import smtplib
-import socket
 import subprocess
 import time
 
 import petrel_test as pt
+from lmtp_raw import LMTPRaw
 
 SERVICES = {"lmtpd": {"type": "unix", "command": "lmtpd"},
             "lmtp-inet": {"type": "inet", "command": "lmtpd"}}
@@ -41,59 +41,19 @@ def write_users(inst):
     inst.set_main_cf(*(MAIN_CF + ["lmtpd_user_database = " + os.path.join(inst.etc, "users")]))
 
 
-class Lmtp:
-    """A raw LMTP client (UNIX or TCP)."""
+class Lmtp(LMTPRaw):
+    """LMTPRaw after LHLO (its reply in .lhlo), with XDELIVERYID."""
 
     def __init__(self, path=None, port=None):
-        if path is not None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(20)
-            self.sock.connect(path)
-        else:
-            self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.buf = b""
-        assert self.reply().startswith("220 ")
+        super().__init__(path=path, port=port)
         self.lhlo = self.cmd("LHLO client.example.test")
 
-    def line(self):
-        while b"\r\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("connection closed")
-            self.buf += data
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line.decode()
-
-    def reply(self):
-        lines = [self.line()]
-        while lines[-1][3:4] == "-":
-            lines.append(self.line())
-        return "\n".join(lines)
-
-    def cmd(self, text):
-        self.sock.sendall(text.encode() + b"\r\n")
-        return self.reply()
-
     def deliver(self, rcpts, delivery_id=None, data=MESSAGE):
-        """MAIL (with XDELIVERYID), RCPTs, DATA: the final replies."""
-        mail = "MAIL FROM:<sender@example.org>"
-        if delivery_id is not None:
-            mail += " XDELIVERYID=" + delivery_id
-        r = self.cmd(mail)
-        assert r.startswith("250"), r
-        for rcpt in rcpts:
-            r = self.cmd("RCPT TO:<%s>" % rcpt)
-            assert r.startswith("250"), r
-        assert self.cmd("DATA").startswith("354")
-        self.sock.sendall(data + b".\r\n")
-        return [self.reply() for _ in rcpts]
-
-    def close(self):
-        try:
-            self.cmd("QUIT")
-        except OSError:
-            pass
-        self.sock.close()
+        """A message every recipient accepts; the final replies."""
+        params = "XDELIVERYID=" + delivery_id if delivery_id is not None else ""
+        rr, final = self.send_mail("sender@example.org", rcpts, data, params)
+        assert all(r.startswith("250") for r in rr), rr
+        return final
 
 
 def unix(inst):

@@ -58,12 +58,7 @@ delivered_tokens = []
 
 def make_instance():
     inst = pt.Instance(services=SERVICES, ipv6=False)
-    users = os.path.join(inst.etc, "users")
-    home = os.path.join(inst.mail, "alice")
-    with open(users, "w") as f:
-        f.write("alice@example.test:{PLAIN}x:%d:%d::%s::\n" % (os.getuid(), os.getgid(), home))
-    inst.set_virtual_mailboxes([("alice@example.test", None)])
-    inst.set_main_cf("lmtpd_user_database = " + users, "mail_location = maildir:~/Maildir")
+    inst.set_main_cf(*inst.set_passwd_users(["alice@example.test"]))
     return inst
 
 
@@ -113,12 +108,7 @@ def pickup_pid(inst):
 
 
 def maildir_files(inst):
-    out = []
-    for sub in ("new", "cur"):
-        d = os.path.join(inst.mail, "alice", "Maildir", sub)
-        if os.path.isdir(d):
-            out += [os.path.join(d, n) for n in os.listdir(d)]
-    return out
+    return inst.maildir_files("alice@example.test")
 
 
 def copies(inst, token):

@@ -27,12 +27,7 @@ SERVICES = {
 
 def make_instance():
     inst = pt.Instance(services=SERVICES, ipv6=False)
-    users = os.path.join(inst.etc, "users")
-    home = os.path.join(inst.mail, "alice")
-    with open(users, "w") as f:
-        f.write("alice@example.test:{PLAIN}x:%d:%d::%s::\n" % (os.getuid(), os.getgid(), home))
-    inst.set_virtual_mailboxes([("alice@example.test", None)])
-    inst.set_main_cf("lmtpd_user_database = " + users, "mail_location = maildir:~/Maildir")
+    inst.set_main_cf(*inst.set_passwd_users(["alice@example.test"]))
     return inst
 
 
@@ -42,7 +37,7 @@ def send(inst, subject):
 
 
 def maildir_count(inst):
-    new = os.path.join(inst.mail, "alice", "Maildir", "new")
+    new = os.path.join(inst.mail, "example.test", "alice", "Maildir", "new")
     return len(os.listdir(new)) if os.path.isdir(new) else 0
 
 
@@ -125,7 +120,7 @@ def test_lmtp_delivery_order():
             send(inst, "second")
             pt.wait_for(lambda: maildir_count(inst) == 2, timeout=20, what="second delivery")
         lines = traced(inst, "lmtpd", second)
-        new = os.path.join(inst.mail, "alice", "Maildir", "new")
+        new = os.path.join(inst.mail, "example.test", "alice", "Maildir", "new")
         check_order(lines, r"/Maildir/tmp/", new, r"250 2\.0\.0 <alice@example\.test> ")
     finally:
         inst.stop(check=False)

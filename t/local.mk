@@ -12,7 +12,7 @@ E2E_TESTS += t/check-banned.py
 EXTRA_DIST += t/check-banned.py
 
 TESTS += $(UNIT_TESTS) $(E2E_TESTS)
-EXTRA_DIST += t/petrel_test.py
+EXTRA_DIST += t/petrel_test.py t/lmtp_raw.py
 
 # The harness caches a test certificate in the build tree (t/tls/).
 clean-local:

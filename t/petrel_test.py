@@ -476,6 +476,29 @@ class Instance:
         self.set_virtual_mailboxes([(a, None) for a in addresses])
         return ["lmtpd_user_database = " + users, "mail_location = maildir:~/Maildir"]
 
+    def maildir_files(self, address, subs=("new", "cur")):
+        """Paths of the files in the Maildir subdirectories subs of a user
+        set up by set_passwd_users (home mail/DOMAIN/LOCAL), sorted."""
+        local, _, domain = address.partition("@")
+        out = []
+        for sub in subs:
+            d = os.path.join(self.mail, domain, local, "Maildir", sub)
+            if os.path.isdir(d):
+                out += sorted(os.path.join(d, f) for f in os.listdir(d))
+        return out
+
+    def with_token(self, address, token):
+        """(path, bytes) of the user's messages (new/ and cur/) that hold
+        the line "X-Token: token"."""
+        rx = re.compile(rb"^X-Token: " + re.escape(token.encode()) + rb"$", re.M)
+        out = []
+        for path in self.maildir_files(address):
+            with open(path, "rb") as f:
+                data = f.read()
+            if rx.search(data):
+                out.append((path, data))
+        return out
+
     def add_virtual_mailbox(self, address, mailbox=None):
         """Add address to etc/vmailbox (mailbox default: domain/local/)."""
         self.set_virtual_mailboxes(self.mailboxes + [(address, mailbox)])

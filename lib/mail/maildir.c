@@ -228,9 +228,11 @@ static int maildir_link_new(const char *tmp, const char *dst, int *errno_r, cons
 	return -1;
 }
 
-int maildir_deliver(const char *root, const char *folder, const char *hostname,
-		    const struct iovec *iov, int iovcnt, struct str *name_r, int *errno_r,
-		    const char **error_r)
+/* maildir_write_fresh: the content as dir/tmp/<name> under a fresh
+ * name (base name, S= and W=), fsync'd and closed; the name in name_r
+ * (cleared first). A name already taken is replaced by another. */
+static int maildir_write_fresh(const char *dir, const char *hostname, const struct iovec *iov,
+			       int iovcnt, struct str *name_r, int *errno_r, const char **error_r)
 {
 	long long size = 0, vsize = 0;
 	for (int i = 0; i < iovcnt; i++) {
@@ -239,29 +241,46 @@ int maildir_deliver(const char *root, const char *folder, const char *hostname,
 		size += s;
 		vsize += v;
 	}
-	struct str dir = STR_INIT, tmp = STR_INIT, dst = STR_INIT, base = STR_INIT;
-	maildir_folder_dir(&dir, root, folder);
+	struct str tmp = STR_INIT;
 	int ret = -1;
 	*errno_r = 0;
-	for (int tries = 0; tries < MAILDIR_LINK_TRIES; tries++) {
-		str_clear(&base);
-		maildir_base_name(&base, hostname, NULL);
+	for (int tries = 0; tries < MAILDIR_LINK_TRIES && ret < 0; tries++) {
+		str_clear(name_r);
+		maildir_base_name(name_r, hostname, NULL);
+		str_printf(name_r, ",S=%lld,W=%lld", size, vsize);
 		str_clear(&tmp);
-		str_printf(&tmp, "%s/tmp/%s", str_c(&dir), str_c(&base));
-		if (maildir_write_tmp(str_c(&tmp), iov, iovcnt, errno_r, error_r) < 0) {
-			if (*errno_r == EEXIST)
-				continue;
-			break;
-		}
-		str_clear(&dst);
-		str_printf(&dst, "%s/new/%s,S=%lld,W=%lld", str_c(&dir), str_c(&base), size, vsize);
-		if (maildir_link_new(str_c(&tmp), str_c(&dst), errno_r, error_r) == 0) {
+		str_printf(&tmp, "%s/tmp/%s", dir, str_c(name_r));
+		if (maildir_write_tmp(str_c(&tmp), iov, iovcnt, errno_r, error_r) == 0)
 			ret = 0;
+		else if (*errno_r != EEXIST)
 			break;
+	}
+	str_deinit(&tmp);
+	return ret;
+}
+
+int maildir_deliver(const char *root, const char *folder, const char *hostname,
+		    const struct iovec *iov, int iovcnt, struct str *name_r, int *errno_r,
+		    const char **error_r)
+{
+	struct str dir = STR_INIT, tmp = STR_INIT, dst = STR_INIT, name = STR_INIT;
+	maildir_folder_dir(&dir, root, folder);
+	int ret = -1;
+	for (int tries = 0; tries < MAILDIR_LINK_TRIES && ret < 0; tries++) {
+		if (maildir_write_fresh(str_c(&dir), hostname, iov, iovcnt, &name, errno_r,
+					error_r) < 0)
+			break;
+		str_clear(&tmp);
+		str_printf(&tmp, "%s/tmp/%s", str_c(&dir), str_c(&name));
+		str_clear(&dst);
+		str_printf(&dst, "%s/new/%s", str_c(&dir), str_c(&name));
+		if (maildir_link_new(str_c(&tmp), str_c(&dst), errno_r, error_r) == 0)
+			ret = 0;
+		else {
+			unlink(str_c(&tmp));
+			if (*errno_r != EEXIST)
+				break;
 		}
-		unlink(str_c(&tmp));
-		if (*errno_r != EEXIST)
-			break;
 	}
 	if (ret == 0) {
 		str_append(&dir, "/new");
@@ -273,12 +292,12 @@ int maildir_deliver(const char *root, const char *folder, const char *hostname,
 			unlink(str_c(&dst));
 			ret = -1;
 		} else
-			str_printf(name_r, "%s,S=%lld,W=%lld", str_c(&base), size, vsize);
+			str_append(name_r, str_c(&name));
 	}
 	str_deinit(&dir);
 	str_deinit(&tmp);
 	str_deinit(&dst);
-	str_deinit(&base);
+	str_deinit(&name);
 	return ret;
 }
 
@@ -286,41 +305,23 @@ int maildir_prepare(const char *root, const char *folder, const char *hostname,
 		    const struct iovec *iov, int iovcnt, struct str *name_r, int *errno_r,
 		    const char **error_r)
 {
-	long long size = 0, vsize = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		long long s, v;
-		maildir_sizes(iov[i].iov_base, iov[i].iov_len, &s, &v);
-		size += s;
-		vsize += v;
-	}
-	struct str dir = STR_INIT, tmp = STR_INIT, base = STR_INIT;
+	struct str dir = STR_INIT, name = STR_INIT;
 	maildir_folder_dir(&dir, root, folder);
-	int ret = -1;
-	*errno_r = 0;
-	for (int tries = 0; tries < MAILDIR_LINK_TRIES && ret < 0; tries++) {
-		str_clear(&base);
-		maildir_base_name(&base, hostname, NULL);
-		str_clear(&tmp);
-		str_printf(&tmp, "%s/tmp/%s,S=%lld,W=%lld", str_c(&dir), str_c(&base), size, vsize);
-		if (maildir_write_tmp(str_c(&tmp), iov, iovcnt, errno_r, error_r) == 0)
-			ret = 0;
-		else if (*errno_r != EEXIST)
-			break;
-	}
+	int ret = maildir_write_fresh(str_c(&dir), hostname, iov, iovcnt, &name, errno_r, error_r);
 	if (ret == 0) {
 		/* The tmp/ entry must be durable before anyone records it. */
 		str_append(&dir, "/tmp");
 		if (fsync_dir(str_c(&dir)) < 0) {
 			*errno_r = errno;
 			*error_r = maildir_fail("fsync(%s) failed: %m", str_c(&dir));
-			unlink(str_c(&tmp));
+			str_printf(&dir, "/%s", str_c(&name));
+			unlink(str_c(&dir));
 			ret = -1;
 		} else
-			str_printf(name_r, "%s,S=%lld,W=%lld", str_c(&base), size, vsize);
+			str_append(name_r, str_c(&name));
 	}
 	str_deinit(&dir);
-	str_deinit(&tmp);
-	str_deinit(&base);
+	str_deinit(&name);
 	return ret;
 }
 

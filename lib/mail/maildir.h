@@ -17,7 +17,7 @@
  * then keywords a..z) exist only for files in cur/. The "base name" is the
  * file name without ":2,..." (what dovecot-uidlist records).
  *
- * Delivery: write tmp/<base>, fsync, close (checked), link into
+ * Delivery: write tmp/<base>,S=..,W=.., fsync, close (checked), link into
  * new/<base>,S=..,W=.. (never replacing a file), unlink the tmp name, fsync
  * new/. On any failure the tmp file is removed and nothing is in new/. */
 #ifndef PETREL_MAILDIR_H
