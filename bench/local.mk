@@ -9,4 +9,4 @@ EXTRA_DIST += bench/README.md bench/smtp-accept
 # The load generator needs a server, so its test runs it against a fake one.
 E2E_TESTS += t/e2e-smtp-load.py
 EXTRA_DIST += t/e2e-smtp-load.py
-EXTRA_DIST += bench/crash-torture
+EXTRA_DIST += bench/crash-torture bench/smtp-deliver

@@ -79,8 +79,9 @@ def test_damaged_files_and_flow():
         pt.wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) == 1, timeout=30,
                     what="the good message delivered")
         inst.wait_log(r"to=<alice@example\.test>.*status=sent")
-        for d in ("incoming", "active", "deferred"):
-            assert os.listdir(os.path.join(inst.queue, d)) == [], d
+        pt.wait_for(lambda: not any(os.listdir(os.path.join(inst.queue, d))
+                                    for d in ("incoming", "active", "deferred")),
+                    timeout=30, what="the queue empty but for corrupt/")
         p = subprocess.run([os.path.join(pt.BUILD, "cli", "postsuper"), "-c", inst.etc, "-s"],
                            capture_output=True, text=True, timeout=30)
         assert p.returncode == 0, p.stderr
