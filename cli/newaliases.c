@@ -40,33 +40,23 @@
  *	exit 1 after a fatal error. */
 #include <config.h>
 
-#include <errno.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mail/aliases.h"
 #include "mail/config.h"
-#include "mail/dict_lmdb.h"
+#include "mail/map_build.h"
 #include "mail/maps.h"
 #include "server/privs.h"
 #include "util/alloc.h"
 #include "util/msg.h"
-#include "util/str.h"
 
 enum postalias_mode {
 	POSTALIAS_BUILD,
 	POSTALIAS_QUERY,
 	POSTALIAS_SEQ,
-};
-
-enum postalias_dup {
-	POSTALIAS_DUP_WARN,
-	POSTALIAS_DUP_IGNORE,
-	POSTALIAS_DUP_REPLACE,
 };
 
 struct postalias_opts {
@@ -75,17 +65,8 @@ struct postalias_opts {
 	const char *key; /* -q */
 	const char *config_dir;
 	bool fold, nul, as_owner, save_perm;
-	enum postalias_dup dup;
-	char *default_type;
-};
-
-/* One database build: the writer and what to warn about. */
-struct postalias_build {
-	const struct postalias_opts *opts;
-	struct dict_lmdb_writer *w;
-	const char *source;
-	const char *error;
-	struct str key;
+	enum map_build_dup dup;
+	const char *default_type;
 };
 
 /* postalias_usage: the synopsis, as Postfix prints it; exits. */
@@ -136,7 +117,7 @@ static int postalias_options(int argc, char **argv, struct postalias_opts *o, bo
 			postalias_set_mode(o, POSTALIAS_QUERY, optarg);
 			break;
 		case 'r':
-			o->dup = POSTALIAS_DUP_REPLACE;
+			o->dup = MAP_BUILD_DUP_REPLACE;
 			break;
 		case 's':
 			postalias_set_mode(o, POSTALIAS_SEQ, NULL);
@@ -145,7 +126,7 @@ static int postalias_options(int argc, char **argv, struct postalias_opts *o, bo
 			msg_verbose++;
 			break;
 		case 'w':
-			o->dup = POSTALIAS_DUP_IGNORE;
+			o->dup = MAP_BUILD_DUP_IGNORE;
 			break;
 		case 'd':
 		case 'i':
@@ -159,113 +140,16 @@ static int postalias_options(int argc, char **argv, struct postalias_opts *o, bo
 	return optind;
 }
 
-/* postalias_config: main.cf, for default_database_type and alias_database. */
-static void postalias_config(struct postalias_opts *o)
-{
-	const char *dir = o->config_dir, *error, *type;
-	bool explicit = dir != NULL;
-	struct str path = STR_INIT;
-
-	if (dir == NULL && (dir = getenv("MAIL_CONFIG")) != NULL && *dir != '\0')
-		explicit = true;
-	if (dir == NULL || *dir == '\0')
-		dir = PETREL_SYSCONFDIR;
-	str_printf(&path, "%s/main.cf", dir);
-	if (!explicit && access(str_c(&path), F_OK) < 0)
-		config_load_defaults(dir);
-	else if (!config_load(dir, false, &error))
-		msg_fatal("%s", error);
-	str_deinit(&path);
-	type = config_str("default_database_type");
-	o->default_type = xstrdup(type != NULL && *type != '\0' ? type : "lmdb");
-}
-
-/* postalias_full_name: "type:name", with the default type for a bare name. */
-static char *postalias_full_name(const struct postalias_opts *o, const char *arg)
-{
-	struct str name = STR_INIT;
-	const char *colon = strchr(arg, ':'), *slash = strchr(arg, '/');
-
-	if (colon != NULL && (slash == NULL || colon < slash))
-		str_append(&name, arg);
-	else
-		str_printf(&name, "%s:%s", o->default_type, arg);
-	return str_steal(&name);
-}
-
-/* Root's own groups, saved before the first privs_run_as(). */
-/* postalias_put: aliases_read() callback: one entry into the writer. */
-static int postalias_put(const char *name, const char *value, unsigned int lineno, void *ctx)
-{
-	struct postalias_build *b = ctx;
-
-	str_set(&b->key, name);
-	if (b->opts->fold)
-		maps_fold(b->key.data);
-	int ret = dict_lmdb_writer_put(b->w, str_c(&b->key), value,
-				       b->opts->dup == POSTALIAS_DUP_REPLACE, &b->error);
-	if (ret == 0 && b->opts->dup == POSTALIAS_DUP_WARN)
-		msg_warn("%s, line %u: duplicate entry: \"%s\"", b->source, lineno, str_c(&b->key));
-	return ret < 0 ? ret : 0;
-}
-
-/* postalias_load: feed fp to the writer until it fits and is committed;
- * a restart (the map outgrew its first size) replays the input. */
-static void postalias_load(struct postalias_build *b, FILE *fp, size_t size_hint)
-{
-	const char *error = NULL;
-	int ret;
-
-	do {
-		if (dict_lmdb_writer_start(b->w, size_hint, &error) < 0)
-			msg_fatal("%s", error);
-		if (fseek(fp, 0, SEEK_SET) < 0)
-			msg_fatal("seek %s: %m", b->source);
-		b->error = NULL;
-		ret = aliases_read(fp, b->source, postalias_put, b, &error);
-		if (ret < 0 && b->error != NULL)
-			error = b->error;
-		/* Sendmail's "database complete" mark, as Postfix writes it. */
-		if (ret == 0 && (ret = dict_lmdb_writer_put(b->w, "@", "@", true, &error)) > 0)
-			ret = 0;
-		if (ret == 0)
-			ret = dict_lmdb_writer_commit(b->w, &error);
-	} while (ret == DICT_LMDB_RESTART);
-	if (ret < 0)
-		msg_fatal("%s", error);
-}
-
 /* postalias_build: compile one alias file into file.lmdb. */
 static void postalias_build(const struct postalias_opts *o, const char *name)
 {
-	const char *source = maps_name_lmdb(name), *error;
-	struct postalias_build b = { o, NULL, source, NULL, STR_INIT };
-	struct str db = STR_INIT;
-	struct stat st;
-	mode_t mode = 0644;
-	FILE *fp;
-
+	const char *source = maps_name_lmdb(name);
+	struct map_build_opts b = { .aliases = true, .fold = o->fold, .nul = o->nul,
+				    .as_owner = o->as_owner, .save_perm = o->save_perm,
+				    .dup = o->dup, .become = privs_run_as };
 	if (source == NULL || *source == '\0')
 		msg_fatal("table %s: cannot build this type (only lmdb:, hash:, btree:)", name);
-	if (getuid() == 0 && geteuid() != 0)
-		privs_run_as(0, 0); /* back from the previous file's owner */
-	if ((fp = fopen(source, "re")) == NULL)
-		msg_fatal("open %s: %m", source);
-	if (fstat(fileno(fp), &st) < 0)
-		msg_fatal("fstat %s: %m", source);
-	if (o->save_perm && S_ISREG(st.st_mode))
-		mode &= st.st_mode | 0700; /* no group/other read the source lacks */
-	if (o->as_owner && getuid() == 0 && st.st_uid != 0)
-		privs_run_as(st.st_uid, st.st_gid);
-	str_printf(&db, "%s%s", source, DICT_LMDB_SUFFIX);
-	b.w = dict_lmdb_writer_create(str_c(&db), o->nul ? DICT_LMDB_WRITER_NUL : 0, mode, &error);
-	if (b.w == NULL)
-		msg_fatal("%s", error);
-	postalias_load(&b, fp, (size_t)st.st_size);
-	dict_lmdb_writer_free(&b.w);
-	fclose(fp);
-	str_deinit(&db);
-	str_deinit(&b.key);
+	map_build_file(&b, source);
 }
 
 /* postalias_open: one table for -q and -s; fatal if it cannot be opened. */
@@ -363,7 +247,8 @@ static char **postalias_names(const struct postalias_opts *o, int argc, char **a
 		max++;
 	char **names = xcalloc(max + 1, sizeof(*names));
 	for (size_t i = 0; i < max; i++) {
-		char *name = postalias_full_name(o, newaliases ? db[i] : argv[first + (int)i]);
+		char *name = map_build_full_name(o->default_type,
+						 newaliases ? db[i] : argv[first + (int)i]);
 		if (newaliases && maps_name_lmdb(name) == NULL) {
 			msg_warn("alias_database: skipping %s: only lmdb:, hash:, btree: are built",
 				 name);
@@ -387,7 +272,7 @@ int main(int argc, char **argv)
 	msg_init(newaliases ? "newaliases" : "postalias");
 	msg_set_target(MSG_TARGET_TTY);
 	first = postalias_options(argc, argv, &o, newaliases);
-	postalias_config(&o);
+	o.default_type = map_build_config(o.config_dir);
 	char **names = postalias_names(&o, argc, argv, first, newaliases, &count);
 	if (o.mode == POSTALIAS_QUERY)
 		status = postalias_query(&o, names, count) ? 0 : 1;
@@ -401,7 +286,6 @@ int main(int argc, char **argv)
 	for (int i = 0; i < count; i++)
 		free(names[i]);
 	free(names);
-	free(o.default_type);
 	config_deinit();
 	return status;
 }

@@ -41,8 +41,6 @@
  *	after a fatal error. */
 #include <config.h>
 
-#include <errno.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +49,7 @@
 
 #include "mail/config.h"
 #include "mail/dict_lmdb.h"
+#include "mail/map_build.h"
 #include "mail/maps.h"
 #include "server/privs.h"
 #include "util/alloc.h"
@@ -68,28 +67,14 @@ enum postmap_mode {
 	POSTMAP_SEQ,
 };
 
-enum postmap_dup {
-	POSTMAP_DUP_WARN,
-	POSTMAP_DUP_IGNORE,
-	POSTMAP_DUP_REPLACE,
-};
-
 struct postmap_opts {
 	enum postmap_mode mode;
 	bool mode_set;
 	const char *key; /* -q, -d */
 	const char *config_dir;
 	bool fold, nul, as_owner, save_perm;
-	enum postmap_dup dup;
+	enum map_build_dup dup;
 	const char *default_type;
-};
-
-/* One run of a table build: the writer and what to warn about. */
-struct postmap_build {
-	const struct postmap_opts *opts;
-	struct dict_lmdb_writer *w;
-	const char *source; /* for messages */
-	const char *error;
 };
 
 /* postmap_usage: the synopsis, as Postfix prints it; exits. */
@@ -144,7 +129,7 @@ static int postmap_options(int argc, char **argv, struct postmap_opts *o)
 			postmap_set_mode(o, POSTMAP_QUERY, optarg);
 			break;
 		case 'r':
-			o->dup = POSTMAP_DUP_REPLACE;
+			o->dup = MAP_BUILD_DUP_REPLACE;
 			break;
 		case 's':
 			postmap_set_mode(o, POSTMAP_SEQ, NULL);
@@ -156,7 +141,7 @@ static int postmap_options(int argc, char **argv, struct postmap_opts *o)
 			msg_verbose++;
 			break;
 		case 'w':
-			o->dup = POSTMAP_DUP_IGNORE;
+			o->dup = MAP_BUILD_DUP_IGNORE;
 			break;
 		case 'b':
 		case 'F':
@@ -173,47 +158,6 @@ static int postmap_options(int argc, char **argv, struct postmap_opts *o)
 	return optind;
 }
 
-/* postmap_config: main.cf for default_database_type. */
-static void postmap_config(struct postmap_opts *o)
-{
-	const char *dir = o->config_dir, *error, *type;
-	bool explicit = dir != NULL;
-	struct str path = STR_INIT;
-
-	if (dir == NULL && (dir = getenv("MAIL_CONFIG")) != NULL && *dir != '\0')
-		explicit = true;
-	if (dir == NULL || *dir == '\0')
-		dir = PETREL_SYSCONFDIR;
-	str_printf(&path, "%s/main.cf", dir);
-	if (!explicit && access(str_c(&path), F_OK) < 0)
-		config_load_defaults(dir);
-	else if (!config_load(dir, false, &error))
-		msg_fatal("%s", error);
-	str_deinit(&path);
-	type = config_param_find("default_database_type") != NULL
-		       ? config_str("default_database_type")
-		       : config_lookup_raw("default_database_type");
-	/* Copied: the table's strings go away at config_deinit(). */
-	static char *type_copy;
-	free(type_copy);
-	type_copy = xstrdup(type != NULL && *type != '\0' ? config_expand(type) : "lmdb");
-	o->default_type = type_copy;
-}
-
-/* postmap_full_name: "type:name", with the default type for a bare name. */
-static char *postmap_full_name(const struct postmap_opts *o, const char *arg)
-{
-	struct str name = STR_INIT;
-	const char *colon = strchr(arg, ':'), *slash = strchr(arg, '/');
-
-	/* "/a:b/file" is a bare path whose directory has a colon. */
-	if (colon != NULL && (slash == NULL || colon < slash))
-		str_append(&name, arg);
-	else
-		str_printf(&name, "%s:%s", o->default_type, arg);
-	return str_steal(&name);
-}
-
 /* postmap_lmdb_source: the source path of an lmdb-family table, or fatal. */
 static const char *postmap_lmdb_source(const char *name)
 {
@@ -227,40 +171,13 @@ static const char *postmap_lmdb_source(const char *name)
 	return source;
 }
 
-/* Root's own groups, saved before the first privs_run_as(). */
-/* postmap_put: maps_text_read() callback: one entry into the writer. */
-static int postmap_put(const char *key, const char *value, unsigned int lineno, void *ctx)
+/* postmap_build_opts: what a build needs of the command line. */
+static struct map_build_opts postmap_build_opts(const struct postmap_opts *o)
 {
-	struct postmap_build *b = ctx;
-	int ret = dict_lmdb_writer_put(b->w, key, value, b->opts->dup == POSTMAP_DUP_REPLACE,
-				       &b->error);
-
-	if (ret == 0 && b->opts->dup == POSTMAP_DUP_WARN)
-		msg_warn("%s, line %u: duplicate entry: \"%s\"", b->source, lineno, key);
-	return ret < 0 ? ret : 0;
-}
-
-/* postmap_load: feed fp to the writer until it fits and is committed. A
- * restart (the map outgrew its generous first size) replays the input. */
-static void postmap_load(struct postmap_build *b, FILE *fp, size_t size_hint)
-{
-	const char *error = NULL;
-	int ret;
-
-	do {
-		if (dict_lmdb_writer_start(b->w, size_hint, &error) < 0)
-			msg_fatal("%s", error);
-		if (fseek(fp, 0, SEEK_SET) < 0)
-			msg_fatal("seek %s: %m", b->source);
-		b->error = NULL;
-		ret = maps_text_read(fp, b->source, b->opts->fold, postmap_put, b, &error);
-		if (ret < 0 && b->error != NULL)
-			error = b->error;
-		if (ret == 0)
-			ret = dict_lmdb_writer_commit(b->w, &error);
-	} while (ret == DICT_LMDB_RESTART);
-	if (ret < 0)
-		msg_fatal("%s", error);
+	struct map_build_opts b = { .fold = o->fold, .nul = o->nul, .as_owner = o->as_owner,
+				    .save_perm = o->save_perm, .dup = o->dup,
+				    .become = privs_run_as };
+	return b;
 }
 
 /* postmap_db_path: file.lmdb for source file. */
@@ -274,30 +191,8 @@ static char *postmap_db_path(const char *source)
 /* postmap_build: compile a source file into its .lmdb (default mode). */
 static void postmap_build(const struct postmap_opts *o, const char *name)
 {
-	const char *source = postmap_lmdb_source(name), *error;
-	struct postmap_build b = { o, NULL, source, NULL };
-	struct stat st;
-	mode_t mode = 0644;
-	FILE *fp;
-
-	if (getuid() == 0 && geteuid() != 0)
-		privs_run_as(0, 0); /* back from the previous file's owner */
-	if ((fp = fopen(source, "re")) == NULL)
-		msg_fatal("open %s: %m", source);
-	if (fstat(fileno(fp), &st) < 0)
-		msg_fatal("fstat %s: %m", source);
-	if (o->save_perm && S_ISREG(st.st_mode))
-		mode &= st.st_mode | 0700; /* no group/other read the source lacks */
-	if (o->as_owner && getuid() == 0 && st.st_uid != 0)
-		privs_run_as(st.st_uid, st.st_gid);
-	char *db = postmap_db_path(source);
-	b.w = dict_lmdb_writer_create(db, o->nul ? DICT_LMDB_WRITER_NUL : 0, mode, &error);
-	if (b.w == NULL)
-		msg_fatal("%s", error);
-	postmap_load(&b, fp, (size_t)st.st_size);
-	dict_lmdb_writer_free(&b.w);
-	fclose(fp);
-	free(db);
+	struct map_build_opts b = postmap_build_opts(o);
+	map_build_file(&b, postmap_lmdb_source(name));
 }
 
 /* postmap_slurp: all of standard input, so that a restart can replay it. */
@@ -318,22 +213,14 @@ static void postmap_slurp(struct str *in)
 /* postmap_incr: -i: add entries from standard input. */
 static void postmap_incr(const struct postmap_opts *o, const char *name, const struct str *in)
 {
-	const char *source = postmap_lmdb_source(name), *error;
-	struct postmap_build b = { o, NULL, "stdin", NULL };
-	char *db = postmap_db_path(source);
-	FILE *fp;
-
-	b.w = dict_lmdb_writer_create(
-		db, DICT_LMDB_WRITER_UPDATE | (o->nul ? DICT_LMDB_WRITER_NUL : 0), 0644, &error);
-	if (b.w == NULL)
-		msg_fatal("%s", error);
+	struct map_build_opts b = postmap_build_opts(o);
+	char *db = postmap_db_path(postmap_lmdb_source(name));
 	/* fmemopen() refuses zero bytes. */
-	fp = in->len > 0 ? fmemopen(in->data, in->len, "r") : fopen("/dev/null", "re");
+	FILE *fp = in->len > 0 ? fmemopen(in->data, in->len, "r") : fopen("/dev/null", "re");
 	if (fp == NULL)
 		msg_fatal("open stdin buffer: %m");
-	postmap_load(&b, fp, in->len);
+	map_build_stream(&b, db, DICT_LMDB_WRITER_UPDATE, 0644, fp, in->len, "stdin");
 	fclose(fp);
-	dict_lmdb_writer_free(&b.w);
 	free(db);
 }
 
@@ -539,11 +426,11 @@ int main(int argc, char **argv)
 	msg_init("postmap");
 	msg_set_target(MSG_TARGET_TTY);
 	first = postmap_options(argc, argv, &o);
-	postmap_config(&o);
+	o.default_type = map_build_config(o.config_dir);
 	count = argc - first;
 	names = xcalloc((size_t)count + 1, sizeof(*names));
 	for (int i = 0; i < count; i++)
-		names[i] = postmap_full_name(&o, argv[first + i]);
+		names[i] = map_build_full_name(o.default_type, argv[first + i]);
 	status = postmap_dispatch(&o, names, count);
 	postmap_flush();
 	for (int i = 0; i < count; i++)

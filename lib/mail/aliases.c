@@ -2,29 +2,15 @@
  * into targets. The grammar and limits are in aliases.h. */
 #include <config.h>
 
-#include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
 #include "mail/aliases.h"
 #include "util/alloc.h"
+#include "util/logical_line.h"
 #include "util/msg.h"
 #include "util/str.h"
-
-/* The last read error, valid until the next call. */
-static struct str aliases_error_buf = STR_INIT;
-
-/* aliases_err: format the module's last error. */
-static const char *ATTR_FORMAT(1, 2) aliases_err(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	const char *text = str_set_vprintf(&aliases_error_buf, fmt, ap);
-	va_end(ap);
-	return text;
-}
 
 /* aliases_is_space: blank as the alias format means it. */
 static bool aliases_is_space(char c)
@@ -118,90 +104,15 @@ int aliases_parse(const char *line, struct str *name, struct str *value, const c
 	return 1;
 }
 
-/* A reader of logical lines (Postfix's readlline() rules; the white space
- * that starts a continuation line is folded to one space). */
-struct aliases_reader {
-	FILE *fp;
-	const char *path;
-	char *line; /* getline() buffer */
-	size_t cap;
-	ssize_t len;
-	bool pending; /* line holds an unconsumed physical line */
-	unsigned int lineno;
-	unsigned int first_line;
-	struct str logical;
-};
-
-/* aliases_physical: the next physical line without its newline; false at
- * the end of input or on a read error. */
-static bool aliases_physical(struct aliases_reader *r)
-{
-	if (r->pending) {
-		r->pending = false;
-		return true;
-	}
-	if ((r->len = getline(&r->line, &r->cap, r->fp)) < 0)
-		return false;
-	r->lineno++;
-	if (r->len > 0 && r->line[r->len - 1] == '\n')
-		r->line[--r->len] = '\0';
-	if (memchr(r->line, '\0', (size_t)r->len) != NULL) {
-		msg_warn("%s, line %u: text after null byte ignored", r->path, r->lineno);
-		r->len = (ssize_t)strlen(r->line);
-	}
-	return true;
-}
-
-/* aliases_logical: the next logical line into r->logical. 1, 0 at the
- * end, -1 on a read error or too long a line. */
-static int aliases_logical(struct aliases_reader *r, const char **error_r)
-{
-	str_clear(&r->logical);
-	while (aliases_physical(r)) {
-		const char *p = r->line;
-		while (aliases_is_space(*p))
-			p++;
-		if (*p == '\0' || *p == '#')
-			continue;
-		if (p != r->line) {
-			if (r->logical.len == 0) {
-				msg_warn("%s, line %u: logical line must not start with whitespace: "
-					 "\"%.30s\"",
-					 r->path, r->lineno, r->line);
-				continue;
-			}
-		} else if (r->logical.len > 0) {
-			r->pending = true;
-			break;
-		} else {
-			r->first_line = r->lineno;
-		}
-		if (r->logical.len + (size_t)r->len > ALIASES_LINE_MAX) {
-			*error_r = aliases_err("%s, line %u: line longer than %d bytes", r->path,
-					       r->lineno, ALIASES_LINE_MAX);
-			return -1;
-		}
-		/* A continuation's leading white space becomes one space, as
-		 * Postfix's token rewriting makes it. */
-		if (p != r->line)
-			str_append_c(&r->logical, ' ');
-		str_append_n(&r->logical, p, (size_t)(r->len - (p - r->line)));
-	}
-	if (!r->pending && ferror(r->fp)) {
-		*error_r = aliases_err("read(%s) failed: %s", r->path, strerror(errno));
-		return -1;
-	}
-	return r->logical.len > 0 ? 1 : 0;
-}
-
 int aliases_read(FILE *fp, const char *path, aliases_fn *fn, void *ctx, const char **error_r)
 {
-	struct aliases_reader r = { .fp = fp, .path = path };
+	struct logical_line_reader r;
 	struct str name = STR_INIT, value = STR_INIT;
 	const char *reason;
 	int ret;
 
-	while ((ret = aliases_logical(&r, error_r)) > 0) {
+	logical_line_init(&r, fp, path, ALIASES_LINE_MAX, true);
+	while ((ret = logical_line_next(&r, error_r)) > 0) {
 		int parsed = aliases_parse(str_c(&r.logical), &name, &value, &reason);
 		if (parsed < 0)
 			msg_warn("%s, line %u: %s", path, r.first_line, reason);
@@ -210,8 +121,7 @@ int aliases_read(FILE *fp, const char *path, aliases_fn *fn, void *ctx, const ch
 		if ((ret = fn(str_c(&name), str_c(&value), r.first_line, ctx)) != 0)
 			break;
 	}
-	free(r.line);
-	str_deinit(&r.logical);
+	logical_line_deinit(&r);
 	str_deinit(&name);
 	str_deinit(&value);
 	return ret;

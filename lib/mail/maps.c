@@ -12,6 +12,7 @@
 #include "mail/dict_lmdb.h"
 #include "mail/maps.h"
 #include "util/alloc.h"
+#include "util/logical_line.h"
 #include "util/msg.h"
 #include "util/str.h"
 
@@ -94,82 +95,10 @@ static char *maps_trim(char *text)
 	return text;
 }
 
-/* ---- table source text ---- */
-
-struct maps_text_reader {
-	FILE *fp;
-	const char *path;
-	char *line; /* getline() buffer */
-	size_t cap;
-	ssize_t len;
-	bool pending; /* line holds an unconsumed physical line */
-	unsigned int lineno;
-	struct str logical;
-	unsigned int first_line;
-};
-
-/* maps_text_physical: the next physical line without its newline; false
- * at end of input (or on a read error, which ferror() tells). */
-static bool maps_text_physical(struct maps_text_reader *r)
-{
-	if (r->pending) {
-		r->pending = false;
-		return true;
-	}
-	r->len = getline(&r->line, &r->cap, r->fp);
-	if (r->len < 0)
-		return false;
-	r->lineno++;
-	if (r->len > 0 && r->line[r->len - 1] == '\n')
-		r->line[--r->len] = '\0';
-	if (memchr(r->line, '\0', (size_t)r->len) != NULL) {
-		msg_warn("%s, line %u: text after null byte ignored", r->path, r->lineno);
-		r->len = (ssize_t)strlen(r->line);
-	}
-	return true;
-}
-
-/* maps_text_logical: the next logical line into r->logical (readlline()
- * rules). Returns 1, 0 at the end, -1 on error. */
-static int maps_text_logical(struct maps_text_reader *r, const char **error_r)
-{
-	str_clear(&r->logical);
-	while (maps_text_physical(r)) {
-		const char *p = r->line;
-		while (maps_is_space(*p))
-			p++;
-		if (*p == '\0' || *p == '#')
-			continue;
-		if (p != r->line) {
-			if (r->logical.len == 0) {
-				msg_warn("%s, line %u: logical line must not start with whitespace: "
-					 "\"%.30s\"",
-					 r->path, r->lineno, r->line);
-				continue;
-			}
-		} else if (r->logical.len > 0) {
-			r->pending = true;
-			break;
-		} else {
-			r->first_line = r->lineno;
-		}
-		if (r->logical.len + (size_t)r->len > MAPS_TEXT_LINE_MAX) {
-			*error_r = maps_err("%s, line %u: line longer than %d bytes", r->path,
-					    r->lineno, MAPS_TEXT_LINE_MAX);
-			return -1;
-		}
-		str_append_n(&r->logical, r->line, (size_t)r->len);
-	}
-	if (!r->pending && ferror(r->fp)) {
-		*error_r = maps_err("read(%s) failed: %s", r->path, strerror(errno));
-		return -1;
-	}
-	return r->logical.len > 0 ? 1 : 0;
-}
-
 /* maps_text_split: split a logical line at the first white space outside
  * quotes. Returns false (after a warning) when the line is malformed. */
-static bool maps_text_split(struct maps_text_reader *r, char *line, char **key_r, char **value_r)
+static bool maps_text_split(struct logical_line_reader *r, char *line, char **key_r,
+			    char **value_r)
 {
 	bool in_quotes = false;
 	char *p;
@@ -208,12 +137,12 @@ static bool maps_text_split(struct maps_text_reader *r, char *line, char **key_r
 int maps_text_read(FILE *fp, const char *path, bool fold, maps_text_fn *fn, void *ctx,
 		   const char **error_r)
 {
-	struct maps_text_reader r = { .fp = fp, .path = path };
+	struct logical_line_reader r;
 	char *key, *value;
 	int ret;
 
-	str_init(&r.logical);
-	while ((ret = maps_text_logical(&r, error_r)) > 0) {
+	logical_line_init(&r, fp, path, MAPS_TEXT_LINE_MAX, false);
+	while ((ret = logical_line_next(&r, error_r)) > 0) {
 		if (!maps_text_split(&r, r.logical.data, &key, &value))
 			continue;
 		if (fold)
@@ -221,8 +150,7 @@ int maps_text_read(FILE *fp, const char *path, bool fold, maps_text_fn *fn, void
 		if ((ret = fn(key, value, r.first_line, ctx)) != 0)
 			break;
 	}
-	free(r.line);
-	str_deinit(&r.logical);
+	logical_line_deinit(&r);
 	return ret;
 }
 
