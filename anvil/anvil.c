@@ -179,19 +179,6 @@ static void anvil_reply_error(struct str *out, const char *error)
 	ipc_end(out);
 }
 
-/* anvil_name_ok: a service or client as we keep it: 1..max bytes of
- * printable ASCII without space, so it can go into logs as is. */
-static bool anvil_name_ok(const char *s, size_t len, size_t max)
-{
-	if (len == 0 || len > max)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] <= 0x20 || s[i] >= 0x7f)
-			return false;
-	}
-	return true;
-}
-
 /* anvil_get_entry: the entry named by the request (made when create),
  * reporting "table full" itself. false: reply sent. */
 static bool anvil_get_entry(const char *service, const char *client, bool create,
@@ -292,7 +279,7 @@ static bool anvil_request(struct anvil_conn *c, const struct ipc_record *rec, st
 		return false;
 	size_t rlen = 0, slen = 0, clen = 0;
 	const char *req = ipc_get_data(rec, IPC_F_REQUEST, &rlen);
-	if (!anvil_name_ok(req, rlen, IPC_NAME_MAX)) {
+	if (!anvil_name_valid(req, rlen, IPC_NAME_MAX)) {
 		*error_r = "bad request name";
 		return false;
 	}
@@ -307,11 +294,11 @@ static bool anvil_request(struct anvil_conn *c, const struct ipc_record *rec, st
 		return false;
 	const char *service = ipc_get_data(rec, ANVIL_F_SERVICE, &slen);
 	const char *client = ipc_get_data(rec, ANVIL_F_CLIENT, &clen);
-	if (!anvil_name_ok(service, slen, ANVIL_SERVICE_MAX)) {
+	if (!anvil_name_valid(service, slen, ANVIL_SERVICE_MAX)) {
 		*error_r = "bad service name";
 		return false;
 	}
-	if (!anvil_name_ok(client, clen, ANVIL_CLIENT_MAX)) {
+	if (!anvil_name_valid(client, clen, ANVIL_CLIENT_MAX)) {
 		*error_r = "bad client name";
 		return false;
 	}

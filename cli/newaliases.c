@@ -47,7 +47,7 @@
 #include <unistd.h>
 
 #include "mail/config.h"
-#include "mail/map_build.h"
+#include "mail/map_tool.h"
 #include "mail/maps.h"
 #include "server/privs.h"
 #include "util/alloc.h"
@@ -64,8 +64,7 @@ struct postalias_opts {
 	bool mode_set;
 	const char *key; /* -q */
 	const char *config_dir;
-	bool fold, nul, as_owner, save_perm;
-	enum map_build_dup dup;
+	struct map_tool_opts table; /* -f -n -N -o -p -r -w */
 	const char *default_type;
 };
 
@@ -98,26 +97,8 @@ static int postalias_options(int argc, char **argv, struct postalias_opts *o, bo
 		case 'c':
 			o->config_dir = optarg;
 			break;
-		case 'f':
-			o->fold = false;
-			break;
-		case 'n':
-			o->nul = false;
-			break;
-		case 'N':
-			o->nul = true;
-			break;
-		case 'o':
-			o->as_owner = false;
-			break;
-		case 'p':
-			o->save_perm = false;
-			break;
 		case 'q':
 			postalias_set_mode(o, POSTALIAS_QUERY, optarg);
-			break;
-		case 'r':
-			o->dup = MAP_BUILD_DUP_REPLACE;
 			break;
 		case 's':
 			postalias_set_mode(o, POSTALIAS_SEQ, NULL);
@@ -125,14 +106,12 @@ static int postalias_options(int argc, char **argv, struct postalias_opts *o, bo
 		case 'v':
 			msg_verbose++;
 			break;
-		case 'w':
-			o->dup = MAP_BUILD_DUP_IGNORE;
-			break;
 		case 'd':
 		case 'i':
 			msg_fatal("option -%c is not supported", c);
 		default:
-			postalias_usage();
+			if (!map_tool_option(&o->table, c))
+				postalias_usage();
 		}
 	}
 	if (newaliases ? optind != argc : optind >= argc)
@@ -144,94 +123,9 @@ static int postalias_options(int argc, char **argv, struct postalias_opts *o, bo
 static void postalias_build(const struct postalias_opts *o, const char *name)
 {
 	const char *source = maps_name_lmdb(name);
-	struct map_build_opts b = { .aliases = true, .fold = o->fold, .nul = o->nul,
-				    .as_owner = o->as_owner, .save_perm = o->save_perm,
-				    .dup = o->dup, .become = privs_run_as };
 	if (source == NULL || *source == '\0')
 		msg_fatal("table %s: cannot build this type (only lmdb:, hash:, btree:)", name);
-	map_build_file(&b, source);
-}
-
-/* postalias_open: one table for -q and -s; fatal if it cannot be opened. */
-static struct maps *postalias_open(const struct postalias_opts *o, const char *name)
-{
-	const char *names[] = { name, NULL }, *error;
-	struct maps *maps = maps_create_flags(name, names, o->fold ? 0 : MAPS_FLAG_NO_FOLD, &error);
-
-	if (maps == NULL)
-		msg_fatal("%s", error);
-	return maps;
-}
-
-/* postalias_lookup: key in the first of names that has it; NULL if none.
- * maps[] holds the tables opened so far (opened lazily, as Postfix). */
-static const char *postalias_lookup(const struct postalias_opts *o, char **names, int count,
-				    struct maps **maps, const char *key)
-{
-	const char *value, *error;
-
-	for (int i = 0; i < count; i++) {
-		if (maps[i] == NULL)
-			maps[i] = postalias_open(o, names[i]);
-		int ret = maps_lookup(maps[i], key, &value, &error);
-		if (ret < 0)
-			msg_fatal("table %s: query error: %s", names[i], error);
-		if (ret > 0)
-			return value;
-	}
-	return NULL;
-}
-
-/* postalias_query: -q key prints the value; -q - "key:<TAB>value" lines. */
-static bool postalias_query(const struct postalias_opts *o, char **names, int count)
-{
-	struct maps **maps = xcalloc((size_t)count, sizeof(*maps));
-	const char *value;
-	bool found = false;
-
-	if (strcmp(o->key, "-") != 0) {
-		if ((value = postalias_lookup(o, names, count, maps, o->key)) != NULL) {
-			printf("%s\n", value);
-			found = true;
-		}
-	} else {
-		char *line = NULL;
-		size_t cap = 0;
-		ssize_t len;
-		while ((len = getline(&line, &cap, stdin)) >= 0) {
-			if (len > 0 && line[len - 1] == '\n')
-				line[len - 1] = '\0';
-			if ((value = postalias_lookup(o, names, count, maps, line)) != NULL) {
-				printf("%s:\t%s\n", line, value);
-				found = true;
-			}
-		}
-		if (ferror(stdin))
-			msg_fatal("read stdin: %m");
-		free(line);
-	}
-	for (int i = 0; i < count; i++)
-		maps_free(&maps[i]);
-	free(maps);
-	return found;
-}
-
-/* postalias_print: maps_walk() callback for -s. */
-static int postalias_print(const char *key, const char *value, void *ctx)
-{
-	printf("%s:\t%s\n", key, value);
-	return 0;
-}
-
-/* postalias_seq: -s: every entry of the first table. */
-static void postalias_seq(const struct postalias_opts *o, const char *name)
-{
-	struct maps *maps = postalias_open(o, name);
-	const char *error;
-
-	if (maps_walk(maps, postalias_print, NULL, &error) < 0)
-		msg_fatal("table %s: sequence error: %s", name, error);
-	maps_free(&maps);
+	map_tool_build_file(&o->table, source);
 }
 
 /* postalias_names: the tables to work on: the arguments, or for
@@ -247,7 +141,7 @@ static char **postalias_names(const struct postalias_opts *o, int argc, char **a
 		max++;
 	char **names = xcalloc(max + 1, sizeof(*names));
 	for (size_t i = 0; i < max; i++) {
-		char *name = map_build_full_name(o->default_type,
+		char *name = map_tool_full_name(o->default_type,
 						 newaliases ? db[i] : argv[first + (int)i]);
 		if (newaliases && maps_name_lmdb(name) == NULL) {
 			msg_warn("alias_database: skipping %s: only lmdb:, hash:, btree: are built",
@@ -263,7 +157,7 @@ static char **postalias_names(const struct postalias_opts *o, int argc, char **a
 
 int main(int argc, char **argv)
 {
-	struct postalias_opts o = { .fold = true, .nul = true, .as_owner = true, .save_perm = true };
+	struct postalias_opts o = { .table = MAP_TOOL_OPTS_INIT };
 	const char *slash = strrchr(argv[0], '/');
 	bool newaliases = strcmp(slash != NULL ? slash + 1 : argv[0], "newaliases") == 0;
 	int first, count, status = 0;
@@ -272,17 +166,18 @@ int main(int argc, char **argv)
 	msg_init(newaliases ? "newaliases" : "postalias");
 	msg_set_target(MSG_TARGET_TTY);
 	first = postalias_options(argc, argv, &o, newaliases);
-	o.default_type = map_build_config(o.config_dir);
+	o.table.aliases = true;
+	o.table.become = privs_run_as;
+	o.default_type = map_tool_config(o.config_dir);
 	char **names = postalias_names(&o, argc, argv, first, newaliases, &count);
 	if (o.mode == POSTALIAS_QUERY)
-		status = postalias_query(&o, names, count) ? 0 : 1;
+		status = map_tool_query(names, count, o.table.fold, o.key, ":\t") ? 0 : 1;
 	else if (o.mode == POSTALIAS_SEQ)
-		postalias_seq(&o, names[0]);
+		map_tool_list(names[0], o.table.fold, ":\t");
 	else
 		for (int i = 0; i < count; i++)
 			postalias_build(&o, names[i]);
-	if (fflush(stdout) != 0 || ferror(stdout))
-		msg_fatal("write error on stdout: %m");
+	map_tool_flush();
 	for (int i = 0; i < count; i++)
 		free(names[i]);
 	free(names);

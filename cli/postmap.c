@@ -49,7 +49,7 @@
 
 #include "mail/config.h"
 #include "mail/dict_lmdb.h"
-#include "mail/map_build.h"
+#include "mail/map_tool.h"
 #include "mail/maps.h"
 #include "server/privs.h"
 #include "util/alloc.h"
@@ -72,8 +72,7 @@ struct postmap_opts {
 	bool mode_set;
 	const char *key; /* -q, -d */
 	const char *config_dir;
-	bool fold, nul, as_owner, save_perm;
-	enum map_build_dup dup;
+	struct map_tool_opts table; /* -f -n -N -o -p -r -w */
 	const char *default_type;
 };
 
@@ -107,29 +106,11 @@ static int postmap_options(int argc, char **argv, struct postmap_opts *o)
 		case 'd':
 			postmap_set_mode(o, POSTMAP_DELETE, optarg);
 			break;
-		case 'f':
-			o->fold = false;
-			break;
 		case 'i':
 			postmap_set_mode(o, POSTMAP_INCR, NULL);
 			break;
-		case 'n':
-			o->nul = false;
-			break;
-		case 'N':
-			o->nul = true;
-			break;
-		case 'o':
-			o->as_owner = false;
-			break;
-		case 'p':
-			o->save_perm = false;
-			break;
 		case 'q':
 			postmap_set_mode(o, POSTMAP_QUERY, optarg);
-			break;
-		case 'r':
-			o->dup = MAP_BUILD_DUP_REPLACE;
 			break;
 		case 's':
 			postmap_set_mode(o, POSTMAP_SEQ, NULL);
@@ -140,9 +121,6 @@ static int postmap_options(int argc, char **argv, struct postmap_opts *o)
 		case 'v':
 			msg_verbose++;
 			break;
-		case 'w':
-			o->dup = MAP_BUILD_DUP_IGNORE;
-			break;
 		case 'b':
 		case 'F':
 		case 'h':
@@ -150,7 +128,8 @@ static int postmap_options(int argc, char **argv, struct postmap_opts *o)
 		case 'm':
 			msg_fatal("option -%c is not supported", c);
 		default:
-			postmap_usage();
+			if (!map_tool_option(&o->table, c))
+				postmap_usage();
 		}
 	}
 	if (optind >= argc)
@@ -171,15 +150,6 @@ static const char *postmap_lmdb_source(const char *name)
 	return source;
 }
 
-/* postmap_build_opts: what a build needs of the command line. */
-static struct map_build_opts postmap_build_opts(const struct postmap_opts *o)
-{
-	struct map_build_opts b = { .fold = o->fold, .nul = o->nul, .as_owner = o->as_owner,
-				    .save_perm = o->save_perm, .dup = o->dup,
-				    .become = privs_run_as };
-	return b;
-}
-
 /* postmap_db_path: file.lmdb for source file. */
 static char *postmap_db_path(const char *source)
 {
@@ -191,8 +161,7 @@ static char *postmap_db_path(const char *source)
 /* postmap_build: compile a source file into its .lmdb (default mode). */
 static void postmap_build(const struct postmap_opts *o, const char *name)
 {
-	struct map_build_opts b = postmap_build_opts(o);
-	map_build_file(&b, postmap_lmdb_source(name));
+	map_tool_build_file(&o->table, postmap_lmdb_source(name));
 }
 
 /* postmap_slurp: all of standard input, so that a restart can replay it. */
@@ -213,13 +182,12 @@ static void postmap_slurp(struct str *in)
 /* postmap_incr: -i: add entries from standard input. */
 static void postmap_incr(const struct postmap_opts *o, const char *name, const struct str *in)
 {
-	struct map_build_opts b = postmap_build_opts(o);
 	char *db = postmap_db_path(postmap_lmdb_source(name));
 	/* fmemopen() refuses zero bytes. */
 	FILE *fp = in->len > 0 ? fmemopen(in->data, in->len, "r") : fopen("/dev/null", "re");
 	if (fp == NULL)
 		msg_fatal("open stdin buffer: %m");
-	map_build_stream(&b, db, DICT_LMDB_WRITER_UPDATE, 0644, fp, in->len, "stdin");
+	map_tool_build_stream(&o->table, db, DICT_LMDB_WRITER_UPDATE, 0644, fp, in->len, "stdin");
 	fclose(fp);
 	free(db);
 }
@@ -249,7 +217,7 @@ static char **postmap_read_keys(const struct postmap_opts *o, const char *key, s
 		}
 		str_deinit(&in);
 	}
-	for (size_t i = 0; i < n && o->fold; i++)
+	for (size_t i = 0; i < n && o->table.fold; i++)
 		maps_fold(keys[i]);
 	keys[n] = NULL;
 	*count_r = n;
@@ -288,96 +256,6 @@ static bool postmap_delete_all(const struct postmap_opts *o, const char *name, c
 	return found;
 }
 
-/* postmap_open: one table for -q and -s; fatal if it cannot be opened. */
-static struct maps *postmap_open(const struct postmap_opts *o, const char *name)
-{
-	const char *names[] = { name, NULL }, *error;
-	struct maps *maps = maps_create_flags(name, names, o->fold ? 0 : MAPS_FLAG_NO_FOLD, &error);
-
-	if (maps == NULL)
-		msg_fatal("%s", error);
-	return maps;
-}
-
-/* postmap_query: -q key: print the first value found. */
-static bool postmap_query(const struct postmap_opts *o, char **names, int count)
-{
-	const char *value, *error;
-
-	for (int i = 0; i < count; i++) {
-		struct maps *maps = postmap_open(o, names[i]);
-		int ret = maps_lookup(maps, o->key, &value, &error);
-		if (ret < 0)
-			msg_fatal("table %s: query error: %s", names[i], error);
-		if (ret > 0)
-			printf("%s\n", value);
-		maps_free(&maps);
-		if (ret > 0)
-			return true;
-	}
-	return false;
-}
-
-/* postmap_queries: -q -: "key<TAB>value" for each key on stdin found. */
-static bool postmap_queries(const struct postmap_opts *o, char **names, int count)
-{
-	struct maps **maps = xcalloc((size_t)count, sizeof(*maps));
-	const char *value, *error;
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	bool found = false;
-
-	while ((len = getline(&line, &cap, stdin)) >= 0) {
-		if (len > 0 && line[len - 1] == '\n')
-			line[len - 1] = '\0';
-		for (int i = 0; i < count; i++) {
-			if (maps[i] == NULL)
-				maps[i] = postmap_open(o, names[i]);
-			int ret = maps_lookup(maps[i], line, &value, &error);
-			if (ret < 0)
-				msg_fatal("table %s: query error: %s", names[i], error);
-			if (ret > 0) {
-				printf("%s\t%s\n", line, value);
-				found = true;
-				break;
-			}
-		}
-	}
-	if (ferror(stdin))
-		msg_fatal("read stdin: %m");
-	for (int i = 0; i < count; i++)
-		maps_free(&maps[i]);
-	free(maps);
-	free(line);
-	return found;
-}
-
-/* postmap_print: maps_walk() callback for -s. */
-static int postmap_print(const char *key, const char *value, void *ctx)
-{
-	printf("%s\t%s\n", key, value);
-	return 0;
-}
-
-/* postmap_seq: -s: every entry of the first table. */
-static void postmap_seq(const struct postmap_opts *o, const char *name)
-{
-	struct maps *maps = postmap_open(o, name);
-	const char *error;
-
-	if (maps_walk(maps, postmap_print, NULL, &error) < 0)
-		msg_fatal("table %s: sequence error: %s", name, error);
-	maps_free(&maps);
-}
-
-/* postmap_flush: report a failed write to stdout as a failure. */
-static void postmap_flush(void)
-{
-	if (fflush(stdout) != 0 || ferror(stdout))
-		msg_fatal("write error on stdout: %m");
-}
-
 /* postmap_dispatch: run the mode over the tables; returns the exit status. */
 static int postmap_dispatch(const struct postmap_opts *o, char **names, int count)
 {
@@ -396,9 +274,7 @@ static int postmap_dispatch(const struct postmap_opts *o, char **names, int coun
 		str_deinit(&in);
 		return 0;
 	case POSTMAP_QUERY:
-		found = strcmp(o->key, "-") == 0 ? postmap_queries(o, names, count)
-						 : postmap_query(o, names, count);
-		return found ? 0 : 1;
+		return map_tool_query(names, count, o->table.fold, o->key, "\t") ? 0 : 1;
 	case POSTMAP_DELETE: {
 		size_t nkeys;
 		char **keys = postmap_read_keys(o, o->key, &nkeys);
@@ -410,7 +286,7 @@ static int postmap_dispatch(const struct postmap_opts *o, char **names, int coun
 		return found ? 0 : 1;
 	}
 	case POSTMAP_SEQ:
-		postmap_seq(o, names[0]);
+		map_tool_list(names[0], o->table.fold, "\t");
 		return 0;
 	}
 	msg_panic("postmap_dispatch: bad mode %d", (int)o->mode);
@@ -418,7 +294,7 @@ static int postmap_dispatch(const struct postmap_opts *o, char **names, int coun
 
 int main(int argc, char **argv)
 {
-	struct postmap_opts o = { .fold = true, .nul = true, .as_owner = true, .save_perm = true };
+	struct postmap_opts o = { .table = MAP_TOOL_OPTS_INIT };
 	int first, count, status;
 	char **names;
 
@@ -426,13 +302,14 @@ int main(int argc, char **argv)
 	msg_init("postmap");
 	msg_set_target(MSG_TARGET_TTY);
 	first = postmap_options(argc, argv, &o);
-	o.default_type = map_build_config(o.config_dir);
+	o.table.become = privs_run_as;
+	o.default_type = map_tool_config(o.config_dir);
 	count = argc - first;
 	names = xcalloc((size_t)count + 1, sizeof(*names));
 	for (int i = 0; i < count; i++)
-		names[i] = map_build_full_name(o.default_type, argv[first + i]);
+		names[i] = map_tool_full_name(o.default_type, argv[first + i]);
 	status = postmap_dispatch(&o, names, count);
-	postmap_flush();
+	map_tool_flush();
 	for (int i = 0; i < count; i++)
 		free(names[i]);
 	free(names);

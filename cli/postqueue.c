@@ -56,6 +56,7 @@
 
 #include "mail/config.h"
 #include "mail/queue.h"
+#include "util/fsutil.h"
 #include "util/msg.h"
 #include "util/str.h"
 
@@ -366,19 +367,10 @@ static void ATTR_NORETURN ATTR_FORMAT(2, 3) postqueue_fatal_status(int status, c
 static bool postqueue_trigger(const char *queue_dir, char byte)
 {
 	struct str path = STR_INIT;
-	struct stat st;
-	bool ok = false;
-
 	str_printf(&path, "%s/public/qmgr", queue_dir);
-	int fd = open(str_c(&path), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
-		/* A full fifo (EAGAIN) already holds a wake-up. */
-		ok = write(fd, &byte, 1) == 1 || errno == EAGAIN;
-	} else if (fd < 0 && errno != ENXIO && errno != ENOENT) {
+	bool ok = fifo_trigger(str_c(&path), byte) == 0;
+	if (!ok && errno != ENXIO && errno != ENOENT && errno != EINVAL)
 		msg_warn("open(%s) failed: %m", str_c(&path));
-	}
-	if (fd >= 0)
-		close(fd);
 	str_deinit(&path);
 	if (!ok)
 		msg_warn("Mail system is down -- accessing queue directly");

@@ -296,13 +296,8 @@ static void postsuper_run(enum postsuper_op op, const char *const *named)
 /* postsuper_wake: 'I' to the queue manager's fifo; it may not run. */
 static void postsuper_wake(void)
 {
-	int fd = open(POSTSUPER_QMGR_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	struct stat st;
-	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && write(fd, "I", 1) < 0)
+	if (fifo_trigger(POSTSUPER_QMGR_FIFO, 'I') < 0)
 		msg_debug("write %s: %m", POSTSUPER_QMGR_FIFO);
-	close(fd);
 }
 
 /* postsuper_sync: make the renames durable (Postfix does not; house rule). */

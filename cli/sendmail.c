@@ -53,6 +53,7 @@
 
 #include "mail/addr.h"
 #include "mail/config.h"
+#include "mail/mail_date.h"
 #include "mail/queue.h"
 #include "util/alloc.h"
 #include "util/fsutil.h"
@@ -403,8 +404,7 @@ static void sendmail_add_headers(struct sendmail *sm, const struct sendmail_head
 		str_printf(&sm->out, "Message-Id: <%s.%s@%s>\r\n", buf, id, sm->myhostname);
 	}
 	if (!hs->date) {
-		localtime_r(&now, &tm);
-		strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+		mail_date(buf, sizeof(buf), now, true);
 		str_printf(&sm->out, "Date: %s\r\n", buf);
 	}
 	if (!hs->from) {
@@ -522,13 +522,7 @@ static void sendmail_wakeup(const char *queue_dir, const char *fifo, char c)
 {
 	struct str path = STR_INIT;
 	str_printf(&path, "%s/public/%s", queue_dir, fifo);
-	int fd = open(str_c(&path), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
-	if (fd >= 0) {
-		struct stat st;
-		if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
-			(void)!write(fd, &c, 1);
-		(void)close(fd);
-	}
+	(void)fifo_trigger(str_c(&path), c);
 	str_deinit(&path);
 }
 

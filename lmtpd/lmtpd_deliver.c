@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "lmtpd/lmtpd.h"
+#include "mail/mail_date.h"
 #include "mail/maildir.h"
 #include "mail/mbox_index.h"
 #include "mail/userdb.h"
@@ -276,11 +277,8 @@ static bool data_delivered_to(const struct str *content, const char *address)
 static void data_headers(struct lmtpd_session *s, const struct lmtpd_rcpt *r, const char *id,
 			 struct str *h)
 {
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	char date[MAIL_DATE_MAX];
+	mail_date(date, sizeof(date), time(NULL), false);
 	str_printf(h, "Return-Path: <%s>\n", s->sender.external);
 	str_printf(h, "Delivered-To: %s\n", r->address);
 	if (s->local)

@@ -22,25 +22,12 @@
 
 #include "master/master.h"
 #include "util/events.h"
+#include "util/fsutil.h"
 #include "util/msg.h"
 #include "util/str.h"
 
 /* A resident child died: its replacement's trigger goes out this soon. */
 #define MASTER_WAKEUP_RESTART_MS 1000
-
-/* master_wakeup_fifo: write the trigger into a fifo. */
-static int master_wakeup_fifo(const char *path)
-{
-	int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	char c = MASTER_TRIGGER_WAKEUP;
-	ssize_t n = write(fd, &c, 1);
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return n == 1 ? 0 : -1;
-}
 
 /* master_wakeup_socket: send the trigger over a unix socket. */
 static int master_wakeup_socket(const char *path, int socktype)
@@ -72,7 +59,7 @@ static void master_wakeup_event(void *ctx)
 	if (serv->listen_count == 0)
 		errno = ENOTCONN;
 	else if (serv->type == MASTER_CF_FIFO)
-		ret = master_wakeup_fifo(serv->local_path);
+		ret = fifo_trigger(serv->local_path, MASTER_TRIGGER_WAKEUP);
 	else
 		ret = master_wakeup_socket(serv->local_path, serv->type == MASTER_CF_UNIX_DGRAM ?
 							     SOCK_DGRAM : SOCK_STREAM);

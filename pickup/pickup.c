@@ -77,6 +77,7 @@
 #include <unistd.h>
 
 #include "mail/config.h"
+#include "mail/mail_date.h"
 #include "mail/queue.h"
 #include "server/multi_server.h"
 #include "util/alloc.h"
@@ -147,13 +148,7 @@ static void pickup_wakeup_qmgr(void)
 {
 	struct str path = STR_INIT;
 	str_printf(&path, "%s/public/qmgr", pickup_config.queue_dir);
-	int fd = open(str_c(&path), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
-	if (fd >= 0) {
-		struct stat st;
-		if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
-			(void)!write(fd, "A", 1);
-		(void)close(fd);
-	}
+	(void)fifo_trigger(str_c(&path), 'A');
 	str_deinit(&path);
 }
 
@@ -162,11 +157,8 @@ static void pickup_wakeup_qmgr(void)
 static void pickup_received(struct queue_writer *qw, long uid)
 {
 	struct str h = STR_INIT;
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+	char date[MAIL_DATE_MAX];
+	mail_date(date, sizeof(date), time(NULL), true);
 	str_printf(&h, "Received: by %s (%s, from userid %ld)\r\n\tid %s; %s\r\n",
 		   pickup_config.myhostname, pickup_config.mail_name, uid, queue_writer_id(qw),
 		   date);

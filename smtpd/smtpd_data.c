@@ -22,10 +22,12 @@
 #include <unistd.h>
 
 #include "mail/config.h"
+#include "mail/mail_date.h"
 #include "mail/queue.h"
 #include "server/netconn.h"
 #include "smtpd/smtpd.h"
 #include "util/alloc.h"
+#include "util/fsutil.h"
 #include "util/msg.h"
 
 #define DATA_HEADER_MAX 1000 /* bytes of one header kept for the scan */
@@ -192,11 +194,8 @@ static const char *received_protocol(const struct smtpd_session *s)
 static void data_received_header(struct smtpd_session *s, struct data_out *o)
 {
 	struct str h = STR_INIT;
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+	char date[MAIL_DATE_MAX];
+	mail_date(date, sizeof(date), time(NULL), true);
 	str_printf(&h, "Received: from %s (%s [%s])\r\n",
 		   s->helo_name != NULL ? s->helo_name : s->client_name, s->client_name,
 		   s->client_addr);
@@ -269,12 +268,8 @@ static void wake_qmgr(void)
 	char path[4096];
 	if (!str_format(path, sizeof(path), "%s/public/qmgr", smtpd_config.queue_directory))
 		return;
-	int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (write(fd, "A", 1) < 0 && errno != EAGAIN)
+	if (fifo_trigger(path, 'A') < 0 && errno != ENXIO && errno != ENOENT)
 		msg_warn("write(%s) failed: %m", path);
-	close(fd);
 }
 
 /* data_refusal: why a complete message is not queued, or NULL. */

@@ -872,6 +872,35 @@ static void test_failures(void)
 }
 
 /* main: run everything in a private temp directory. */
+/* test_fifo_trigger: the wake-up byte every daemon and command sends. */
+static void test_fifo_trigger(void)
+{
+	char fifo[512], file[512], link[512];
+	str_format(fifo, sizeof(fifo), "%s/trigger", test_root);
+	str_format(file, sizeof(file), "%s/trigger.file", test_root);
+	str_format(link, sizeof(link), "%s/trigger.link", test_root);
+	tap_ok(mkfifo(fifo, 0600) == 0, "mkfifo");
+	tap_ok(fifo_trigger(fifo, 'W') < 0 && errno == ENXIO, "nobody reads: ENXIO");
+	int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+	char c = 0;
+	tap_ok(fifo_trigger(fifo, 'W') == 0 && read(rd, &c, 1) == 1 && c == 'W',
+	       "a reader gets the byte");
+	int n = 0;
+	while (n < 70000 && fifo_trigger(fifo, 'A') == 0)
+		n++;
+	tap_ok(n == 70000, "a full fifo is not an error and never blocks");
+	close(rd);
+	int fd = open(file, O_WRONLY | O_CREAT, 0600);
+	close(fd);
+	tap_ok(fifo_trigger(file, 'W') < 0 && errno == EINVAL, "a regular file: EINVAL");
+	tap_ok(symlink(fifo, link) == 0 && fifo_trigger(link, 'W') < 0 && errno == ELOOP,
+	       "a symlink is not followed");
+	tap_ok(fifo_trigger("/nonexistent/fifo", 'W') < 0 && errno == ENOENT, "missing: ENOENT");
+	unlink(fifo);
+	unlink(file);
+	unlink(link);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -895,6 +924,7 @@ int main(void)
 	test_abort_and_lister();
 	test_failures();
 	test_id_unique();
+	test_fifo_trigger();
 	tap_is_int(count_fds(), fds, "no file descriptor leaked");
 	rm_rf(test_root);
 	return tap_done();

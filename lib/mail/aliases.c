@@ -12,12 +12,6 @@
 #include "util/msg.h"
 #include "util/str.h"
 
-/* aliases_is_space: blank as the alias format means it. */
-static bool aliases_is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
-
 /* aliases_quotes_balanced: true when every '"' in text is closed. */
 static bool aliases_quotes_balanced(const char *text)
 {
@@ -44,7 +38,7 @@ static const char *aliases_name(const char *p, const char *end, struct str *name
 			str_append_c(name, *++p);
 		} else if (*p == '"') {
 			in_quotes = !in_quotes;
-		} else if (!in_quotes && (*p == ',' || aliases_is_space(*p))) {
+		} else if (!in_quotes && (*p == ',' || str_isspace(*p))) {
 			return *p == ',' ? "need name:value pair" : "name must be one word (quote it)";
 		} else if (!in_quotes && (*p == '@' || *p == '%')) {
 			return "name must be local";
@@ -64,7 +58,7 @@ int aliases_parse(const char *line, struct str *name, struct str *value, const c
 	const char *p = line, *colon = NULL, *end;
 	bool in_quotes = false;
 
-	while (aliases_is_space(*p))
+	while (str_isspace(*p))
 		p++;
 	if (*p == '\0' || *p == '#')
 		return 0;
@@ -83,13 +77,13 @@ int aliases_parse(const char *line, struct str *name, struct str *value, const c
 		*error_r = in_quotes ? "unbalanced '\"'" : "need name:value pair";
 		return -1;
 	}
-	for (end = colon; end > p && aliases_is_space(end[-1]); end--)
+	for (end = colon; end > p && str_isspace(end[-1]); end--)
 		;
 	if ((*error_r = aliases_name(p, end, name)) != NULL)
 		return -1;
-	for (p = colon + 1; aliases_is_space(*p); p++)
+	for (p = colon + 1; str_isspace(*p); p++)
 		;
-	for (end = p + strlen(p); end > p && aliases_is_space(end[-1]); end--)
+	for (end = p + strlen(p); end > p && str_isspace(end[-1]); end--)
 		;
 	str_clear(value);
 	str_append_n(value, p, (size_t)(end - p));
@@ -130,9 +124,9 @@ int aliases_read(FILE *fp, const char *path, aliases_fn *fn, void *ctx, const ch
 /* aliases_trim: text [p, end) without surrounding white space, copied. */
 static char *aliases_trim(const char *p, const char *end)
 {
-	while (p < end && aliases_is_space(*p))
+	while (p < end && str_isspace(*p))
 		p++;
-	while (end > p && aliases_is_space(end[-1]))
+	while (end > p && str_isspace(end[-1]))
 		end--;
 	return xstrndup(p, (size_t)(end - p));
 }

@@ -378,19 +378,6 @@ static void anvil_client_io(void *ctx, int fd, unsigned events)
 
 /* ---- requests ---- */
 
-/* anvil_name_ok: what anvil accepts as a service or client name. */
-static bool anvil_name_ok(const char *s, size_t max)
-{
-	size_t len = strlen(s);
-	if (len == 0 || len > max)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] <= 0x20 || s[i] >= 0x7f)
-			return false;
-	}
-	return true;
-}
-
 /* anvil_send: queue one request; the handle when cb is set. */
 static struct anvil_request *anvil_send(struct anvil_client *cl, const char *req,
 					const char *service, const char *addr, bool has_count,
@@ -401,7 +388,8 @@ static struct anvil_request *anvil_send(struct anvil_client *cl, const char *req
 	r->ctx = ctx;
 	r->has_count = has_count;
 	r->has_rate = strcmp(req, ANVIL_REQ_DISCONNECT) != 0;
-	if (!anvil_name_ok(service, ANVIL_SERVICE_MAX) || !anvil_name_ok(addr, ANVIL_CLIENT_MAX)) {
+	if (!anvil_name_valid(service, strlen(service), ANVIL_SERVICE_MAX) ||
+	    !anvil_name_valid(addr, strlen(addr), ANVIL_CLIENT_MAX)) {
 		/* never sent: anvil would hang up on it, losing our counts */
 		anvil_client_fail_one(cl, r);
 		return cb != NULL ? r : NULL;

@@ -128,12 +128,6 @@ const char *config_err(const char *fmt, ...)
 	return config_error_buf;
 }
 
-/* config_isspace: white space as Postfix's ISSPACE, locale-independent. */
-bool config_isspace(int c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
 /* config_isname: a byte allowed in $name references. */
 static bool config_isname(int c)
 {
@@ -301,7 +295,7 @@ static bool config_list_next(const char *text, size_t *pos, size_t *start_r, siz
 	size_t i = *pos;
 	int level = 0;
 
-	while (text[i] != '\0' && (config_isspace((unsigned char)text[i]) || text[i] == ','))
+	while (text[i] != '\0' && (str_isspace((unsigned char)text[i]) || text[i] == ','))
 		i++;
 	if (text[i] == '\0') {
 		*pos = i;
@@ -317,7 +311,7 @@ static bool config_list_next(const char *text, size_t *pos, size_t *start_r, siz
 				return false;
 			}
 			level--;
-		} else if (level == 0 && (config_isspace((unsigned char)text[i]) || text[i] == ',')) {
+		} else if (level == 0 && (str_isspace((unsigned char)text[i]) || text[i] == ',')) {
 			break;
 		}
 	}
@@ -535,7 +529,7 @@ static bool config_curly(const char *text, size_t len, size_t *pos, size_t *star
 			 size_t *len_r, const char **error_r)
 {
 	size_t i = *pos;
-	while (i < len && config_isspace((unsigned char)text[i]))
+	while (i < len && str_isspace((unsigned char)text[i]))
 		i++;
 	if (i >= len || text[i] != '{')
 		return false;
@@ -546,7 +540,7 @@ static bool config_curly(const char *text, size_t len, size_t *pos, size_t *star
 		else if (text[j] == '}' && --level == 0) {
 			*start_r = i + 1;
 			*len_r = j - i - 1;
-			for (j++; j < len && config_isspace((unsigned char)text[j]); j++)
+			for (j++; j < len && str_isspace((unsigned char)text[j]); j++)
 				;
 			*pos = j;
 			return true;
@@ -603,7 +597,7 @@ static bool config_expand_braced(struct config_table *t, const char *text, size_
 				 struct str *out, int depth, const char **error_r)
 {
 	size_t i = 0;
-	while (i < len && config_isspace((unsigned char)text[i]))
+	while (i < len && str_isspace((unsigned char)text[i]))
 		i++;
 	if (i < len && text[i] == '{') {
 		*error_r = config_err("relational expressions are not supported: \"${%.*s}\"",
@@ -614,7 +608,7 @@ static bool config_expand_braced(struct config_table *t, const char *text, size_
 	while (i < len && config_isname((unsigned char)text[i]))
 		i++;
 	size_t name_len = i - name;
-	while (i < len && config_isspace((unsigned char)text[i]))
+	while (i < len && str_isspace((unsigned char)text[i]))
 		i++;
 	if (name_len == 0 || (i < len && text[i] != '?' && text[i] != ':')) {
 		*error_r = config_err("parameter name syntax error in \"${%.*s}\"",
@@ -933,7 +927,7 @@ static bool config_logical(struct config_table *t, char *line, int lineno, const
 	size_t name_len = strcspn(line, " \t\n\r\v\f=");
 	char *p = line + name_len;
 
-	while (config_isspace((unsigned char)*p))
+	while (str_isspace((unsigned char)*p))
 		p++;
 	if (name_len == 0 || eq == NULL || p != eq) {
 		*error_r = config_err("%s, line %d: missing '=' after parameter name: \"%.*s\"",
@@ -942,10 +936,10 @@ static bool config_logical(struct config_table *t, char *line, int lineno, const
 	}
 	line[name_len] = '\0';
 	char *value = eq + 1;
-	while (config_isspace((unsigned char)*value))
+	while (str_isspace((unsigned char)*value))
 		value++;
 	size_t vlen = strlen(value);
-	while (vlen > 0 && config_isspace((unsigned char)value[vlen - 1]))
+	while (vlen > 0 && str_isspace((unsigned char)value[vlen - 1]))
 		value[--vlen] = '\0';
 	for (const char *c = line; *c != '\0'; c++) {
 		if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e) {
@@ -989,7 +983,7 @@ static bool config_parse(struct config_table *t, const char *data, size_t size,
 			break;
 		}
 		size_t skip = 0;
-		while (skip < len && config_isspace((unsigned char)line[skip]))
+		while (skip < len && str_isspace((unsigned char)line[skip]))
 			skip++;
 		if (skip == len || line[skip] == '#')
 			continue; /* blank or comment: does not end a logical line */
@@ -1036,7 +1030,7 @@ static void config_scan_refs(const char *text, struct str *names)
 		}
 		if (*p == '{' || *p == '(')
 			p++;
-		while (config_isspace((unsigned char)*p))
+		while (str_isspace((unsigned char)*p))
 			p++;
 		size_t n = 0;
 		while (config_isname((unsigned char)p[n]))

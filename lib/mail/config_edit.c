@@ -28,7 +28,7 @@
 static bool config_edit_key(const char *line, size_t len, const char *name)
 {
 	size_t n = 0;
-	while (n < len && !config_isspace((unsigned char)line[n]) && line[n] != '=')
+	while (n < len && !str_isspace((unsigned char)line[n]) && line[n] != '=')
 		n++;
 	return n == strlen(name) && memcmp(line, name, n) == 0;
 }
@@ -48,7 +48,7 @@ static void config_edit_rewrite(const char *data, size_t size, const char *name,
 		const char *line = data + pos;
 		pos += len + (nl != NULL);
 		size_t skip = 0;
-		while (skip < len && config_isspace((unsigned char)line[skip]))
+		while (skip < len && str_isspace((unsigned char)line[skip]))
 			skip++;
 		if (skip == len || line[skip] == '#' || (skip > 0 && !inside)) {
 			str_append_n(out, line, len);
@@ -182,10 +182,10 @@ bool config_edit(const char *dir, const char *name, const char *value, const cha
 		return false;
 	}
 	/* Store the value as a load would read it back: trimmed. */
-	while (config_isspace((unsigned char)*value))
+	while (str_isspace((unsigned char)*value))
 		value++;
 	size_t len = strlen(value);
-	while (len > 0 && config_isspace((unsigned char)value[len - 1]))
+	while (len > 0 && str_isspace((unsigned char)value[len - 1]))
 		len--;
 	char *trimmed = xstrndup(value, len);
 	bool ok = config_edit_file(dir, name, trimmed, error_r);

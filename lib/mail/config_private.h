@@ -13,8 +13,6 @@
 /* config_err: format an error message into the module's static buffer
  * (what error_r points to) and return it. */
 const char *config_err(const char *fmt, ...) ATTR_FORMAT(1, 2);
-/* config_isspace: white space as Postfix's ISSPACE, locale-independent. */
-bool config_isspace(int c);
 /* config_name_ok: printable ASCII without white space or '='. */
 bool config_name_ok(const char *name);
 /* config_read_file: append the whole file to buf; at most CONFIG_FILE_MAX

@@ -107,6 +107,17 @@ void ipc_put_data(struct str *out, const char *name, const void *value, size_t l
 	str_append_c(out, '\n');
 }
 
+bool anvil_name_valid(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len > max)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] <= 0x20 || s[i] >= 0x7f)
+			return false;
+	}
+	return true;
+}
+
 void ipc_put_str(struct str *out, const char *name, const char *value)
 {
 	ipc_put_data(out, name, value, strlen(value));

@@ -62,6 +62,8 @@
 /* service and client values: 1..MAX bytes of printable ASCII, no space */
 #define ANVIL_SERVICE_MAX 100
 #define ANVIL_CLIENT_MAX 255
+/* anvil_name_valid: s[0..len) is such a value (at most max bytes). */
+bool anvil_name_valid(const char *s, size_t len, size_t max);
 #define ANVIL_F_SERVICE "service"
 #define ANVIL_F_CLIENT "client"
 #define ANVIL_F_COUNT "count"

@@ -78,19 +78,13 @@ void maps_fold(char *text)
 	}
 }
 
-/* maps_is_space: white space as Postfix's ISSPACE() sees it. */
-static bool maps_is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
 /* maps_trim: skip leading white space, cut trailing; returns the start. */
 static char *maps_trim(char *text)
 {
-	while (maps_is_space(*text))
+	while (str_isspace(*text))
 		text++;
 	size_t len = strlen(text);
-	while (len > 0 && maps_is_space(text[len - 1]))
+	while (len > 0 && str_isspace(text[len - 1]))
 		text[--len] = '\0';
 	return text;
 }
@@ -107,7 +101,7 @@ static bool maps_text_split(struct logical_line_reader *r, char *line, char **ke
 		if (*p == '\\') {
 			if (*++p == '\0')
 				break;
-		} else if (maps_is_space(*p)) {
+		} else if (str_isspace(*p)) {
 			if (!in_quotes)
 				break;
 		} else if (*p == '"') {
@@ -321,7 +315,7 @@ static char *map_inline_token(char **cursor)
 	char *p = *cursor, *start;
 	int depth = 0;
 
-	while (*p == ',' || maps_is_space(*p))
+	while (*p == ',' || str_isspace(*p))
 		p++;
 	if (*p == '\0')
 		return NULL;
@@ -331,7 +325,7 @@ static char *map_inline_token(char **cursor)
 			depth++;
 		else if (*p == '}')
 			depth--;
-		else if (depth == 0 && (*p == ',' || maps_is_space(*p)))
+		else if (depth == 0 && (*p == ',' || str_isspace(*p)))
 			break;
 	}
 	if (*p != '\0')

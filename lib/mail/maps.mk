@@ -3,7 +3,7 @@
 lib_mail_libmail_a_SOURCES += \
 	lib/mail/dict_lmdb.c lib/mail/dict_lmdb.h \
 	lib/mail/maps.c lib/mail/maps.h \
-	lib/mail/map_build.c lib/mail/map_build.h \
+	lib/mail/map_tool.c lib/mail/map_tool.h \
 	lib/mail/match_list.c lib/mail/match_list.h
 
 UNIT_TESTS += t/test-maps t/test-match-list

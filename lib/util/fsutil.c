@@ -1,9 +1,10 @@
-/* fsutil.c: file-system helpers for durable writes; see fsutil.h. */
+/* fsutil.c: file-system helpers; see fsutil.h. */
 #include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/fsutil.h"
@@ -38,4 +39,21 @@ int rename_noreplace(const char *from, const char *to)
 	if (link(from, to) < 0)
 		return -1;
 	return unlink(from) < 0 ? 1 : 0;
+}
+
+int fifo_trigger(const char *path, char byte)
+{
+	int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	int ret = -1;
+	if (fstat(fd, &st) == 0 && !S_ISFIFO(st.st_mode))
+		errno = EINVAL;
+	else if (write(fd, &byte, 1) == 1 || errno == EAGAIN)
+		ret = 0;
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return ret;
 }

@@ -1,4 +1,4 @@
-/* fsutil.h: small file-system helpers for durable writes.
+/* fsutil.h: small file-system helpers: durable writes, fifo triggers.
  *
  * A file that must survive a crash is written, fsync'd, closed (checked) and
  * renamed; the rename itself is durable only once the directory holding the
@@ -16,5 +16,12 @@ int fsync_dir(const char *path);
  * old name could not be removed (link fallback; errno from unlink); -1
  * with errno when nothing was moved. */
 int rename_noreplace(const char *from, const char *to);
+
+/* fifo_trigger: write byte into the fifo at path without ever waiting
+ * (a daemon's wake-up: qmgr's public/qmgr, pickup's public/pickup).
+ * Returns 0 when the byte went in, or when the fifo is full (EAGAIN: it
+ * holds a wake-up already); -1 with errno otherwise: ENXIO (nobody
+ * reads it), ENOENT, ELOOP (a symlink), EINVAL (not a fifo), ... */
+int fifo_trigger(const char *path, char byte);
 
 #endif

@@ -11,12 +11,6 @@
 
 static struct str logical_line_error;
 
-/* logical_line_space: white space between and before words. */
-static bool logical_line_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
-
 void logical_line_init(struct logical_line_reader *r, FILE *fp, const char *path, size_t max,
 		       bool squeeze)
 {
@@ -74,7 +68,7 @@ int logical_line_next(struct logical_line_reader *r, const char **error_r)
 	str_clear(&r->logical);
 	while (logical_line_physical(r)) {
 		const char *p = r->line;
-		while (logical_line_space(*p))
+		while (str_isspace(*p))
 			p++;
 		if (*p == '\0' || *p == '#')
 			continue;

@@ -147,14 +147,20 @@ static void msg_fd_line(int fd, const char *line, size_t len, size_t prefix_len)
 		write_all(fd, line, len);
 }
 
+/* msg_stamp: syslog's "Nov 22 21:32:00 " for now; its length. */
+static size_t msg_stamp(char *buf, size_t size)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	return strftime(buf, size, "%b %e %H:%M:%S ", &tm);
+}
+
 /* syslog_prefix: "Nov 22 21:32:00 host postfix/smtpd[123]: ". */
 static size_t syslog_prefix(char *buf, size_t size)
 {
 	char host[256];
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	size_t n = strftime(buf, size, "%b %e %H:%M:%S ", &tm);
+	size_t n = msg_stamp(buf, size);
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
@@ -231,12 +237,9 @@ static bool msg_syslog_connect(void)
 static size_t msg_syslog_format(char *buf, size_t size, int priority, const char *level,
 				const char *text)
 {
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
 	int m = snprintf(buf, size, "<%d>", msg_syslog_facility | priority);
 	size_t n = m > 0 ? (size_t)m : 0;
-	n += strftime(buf + n, size - n, "%b %e %H:%M:%S ", &tm);
+	n += msg_stamp(buf + n, size - n);
 	m = snprintf(buf + n, size - n, "%s/%s[%ld]: %s%s%s", msg_syslog_name, msg_program_name,
 		     (long)getpid(), level ? level : "", level ? ": " : "", text);
 	if (m < 0)

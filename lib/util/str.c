@@ -165,6 +165,11 @@ bool str_eq_icase(const char *a, const char *b)
 	return *a == *b;
 }
 
+bool str_isspace(int c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
 bool str_prefix_icase(const char *s, const char *prefix)
 {
 	for (; *prefix != '\0'; s++, prefix++) {

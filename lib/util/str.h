@@ -51,6 +51,9 @@ bool str_format(char *dst, size_t dstsize, const char *fmt, ...) ATTR_FORMAT(3, 
 /* Case-insensitive ASCII comparisons (locale-independent). */
 bool str_eq_icase(const char *a, const char *b);
 bool str_prefix_icase(const char *s, const char *prefix);
+/* str_isspace: white space as Postfix's ISSPACE (space, TAB, CR, LF, VT,
+ * FF), whatever the locale. */
+bool str_isspace(int c);
 /* str_escape_log: printable, length-capped copy of client text for logs. */
 void str_escape_log(struct str *out, const char *data, size_t len, size_t max);
 
