@@ -127,7 +127,19 @@ static int ix_open_env(struct mbox_index *ix)
 static int ix_check_version(struct mbox_index *ix)
 {
 	MDB_txn *txn;
-	int rc = mdb_txn_begin(ix->env, NULL, 0, &txn);
+	MDB_val vk = { 1, (void *)"V" }, vv;
+	/* The usual case, on every open (each delivery): a read, no writer
+	 * lock. The main database's handle stays valid after the abort. */
+	int rc = mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	bool current = mdb_dbi_open(txn, NULL, 0, &ix->dbi) == 0 &&
+		       mdb_get(txn, ix->dbi, &vk, &vv) == 0 && vv.mv_size == 1 &&
+		       memcmp(vv.mv_data, MBOX_INDEX_VERSION, 1) == 0;
+	mdb_txn_abort(txn);
+	if (current)
+		return 0;
+	rc = mdb_txn_begin(ix->env, NULL, 0, &txn);
 	if (rc != 0)
 		return rc;
 	rc = mdb_dbi_open(txn, NULL, 0, &ix->dbi);
